@@ -1,0 +1,127 @@
+"""The state of one sampling run: its plan, which step each model call belongs to,
+which calls may read the cache, and what happened (stats).
+
+Created when a run starts and dropped when it ends, so no image ever starts from
+another run's features.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Hashable, Optional, Sequence
+
+from .config import DeepCacheConfig
+from .schedule import StepKind, plan_run
+from .store import RunCache
+
+
+class Mode(str, enum.Enum):
+    PASSTHROUGH = "passthrough"  # the host's own forward, nothing stored
+    FULL = "full"                # our full forward, deep feature stored
+    CACHED = "cached"            # shallow branch on the stored deep feature
+
+
+@dataclass
+class RunSummary:
+    steps: int
+    full_steps: int
+    cached_steps: int
+    full_evals: int
+    cached_evals: int
+    estimated_speedup: Optional[float]
+    disabled_reason: Optional[str] = None
+
+    def text(self) -> str:
+        s = f"DeepCache: {self.full_steps} full / {self.cached_steps} cached steps"
+        if self.estimated_speedup is not None:
+            s += f", ~x{self.estimated_speedup:.2f} U-Net speed-up"
+        if self.disabled_reason:
+            s += f" (off: {self.disabled_reason})"
+        return s
+
+
+class RunState:
+    """Step tracking: a step is a sampler step, not a model call. The host reports
+    finished steps (on_step_end, from the sampler's callback); a call whose sigma is
+    already below the next step's start proves a step ended without a callback, so
+    sigma gives a lower bound too. Heun's second call at sigma[i+1] stays in step i.
+    """
+
+    def __init__(self, config: DeepCacheConfig, sigmas: Sequence[float], depth: int, cache: RunCache,
+                 start_sigma: float = math.inf, end_sigma: float = 0.0,
+                 cost_fraction: Optional[float] = None):
+        self.config = config
+        self.depth = depth
+        self.cache = cache
+        self.sigmas = [float(s) for s in sigmas]
+        self.plan = plan_run(config, self.sigmas, start_sigma, end_sigma)
+        self.cost_fraction = cost_fraction
+        self.step = 0
+        self.disabled_reason: Optional[str] = None
+        self._seen: set = set()
+        self._last_sigma: Optional[float] = None
+        self._step_modes: dict[int, set] = {}
+        self.full_evals = 0
+        self.cached_evals = 0
+
+    # -- host events -------------------------------------------------------
+    def begin_evaluation(self) -> None:
+        """One sampler evaluation of the model (cond and uncond together) starts."""
+        self._seen.clear()
+        self._last_sigma = None
+
+    def on_step_end(self, step: int) -> None:
+        self.step = max(self.step, int(step) + 1)
+
+    def disable(self, reason: str) -> None:
+        self.disabled_reason = reason
+
+    # -- decisions ---------------------------------------------------------
+    def step_for(self, sigma: float) -> int:
+        tol = 1e-5 * max(abs(sigma), 1e-8)
+        lower = sum(1 for s in self.sigmas[1:-1] if s > sigma + tol)
+        return min(max(self.step, lower), max(len(self.plan) - 1, 0))
+
+    def decide(self, sigma: float, keys: Sequence[Hashable]) -> Mode:
+        """The mode of one model call whose rows belong to keys (one per chunk)."""
+        if self._last_sigma is not None and sigma != self._last_sigma:
+            self._seen.clear()  # a new evaluation even if the host did not say so
+        self._last_sigma = sigma
+        repeated = any(k in self._seen for k in keys)
+        self._seen.update(keys)
+        if self.disabled_reason is not None or not self.plan:
+            return Mode.PASSTHROUGH
+        step = self.step_for(sigma)
+        kind = self.plan[step]
+        if repeated or kind is StepKind.OFF:
+            # a second call for the same conditioning in one evaluation (PAG, SAG,
+            # SLG perturbed passes) must neither read nor overwrite the cache
+            mode = Mode.PASSTHROUGH
+        elif kind is StepKind.CACHED and self.cache.has(keys):
+            mode = Mode.CACHED
+        else:
+            mode = Mode.FULL
+        self._step_modes.setdefault(step, set()).add(mode)
+        if mode is Mode.CACHED:
+            self.cached_evals += 1
+        else:
+            self.full_evals += 1
+        return mode
+
+    # -- report ------------------------------------------------------------
+    def summary(self) -> RunSummary:
+        cached = sum(1 for modes in self._step_modes.values() if modes == {Mode.CACHED})
+        steps = len(self._step_modes)
+        total = self.full_evals + self.cached_evals
+        speedup = None
+        if self.cost_fraction is not None and total:
+            speedup = total / (self.full_evals + self.cached_evals * self.cost_fraction)
+        return RunSummary(steps=steps, full_steps=steps - cached, cached_steps=cached,
+                          full_evals=self.full_evals, cached_evals=self.cached_evals,
+                          estimated_speedup=speedup, disabled_reason=self.disabled_reason)
+
+    def close(self) -> RunSummary:
+        summary = self.summary()
+        self.cache.close()
+        return summary
