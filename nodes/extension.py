@@ -1,0 +1,14 @@
+"""The V3 entry point ComfyUI loads (only comfy_entrypoint is exported: with
+NODE_CLASS_MAPPINGS present ComfyUI would ignore it)."""
+from comfy_api.latest import ComfyExtension, io
+
+from .deepcache_node import DeepCacheNode
+
+
+class DeepCacheExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [DeepCacheNode]
+
+
+async def comfy_entrypoint() -> DeepCacheExtension:
+    return DeepCacheExtension()

@@ -1,0 +1,21 @@
+"""Load the repository as the package `deepcache_plugin`, the way a host loads it
+under a name of its own (never as top-level `core`/`nodes`)."""
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "deepcache_plugin"
+
+
+def load_plugin():
+    if PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACKAGE] = module
+        spec.loader.exec_module(module)
+    return sys.modules[PACKAGE]
+
+
+load_plugin()
