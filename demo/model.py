@@ -2,12 +2,13 @@
 
 Architecture: the SD1.5 block layout (12 input blocks, middle block, 12 output
 blocks with skip connections; attention at two levels and in the middle block;
-timestep embedding plus a label embedding), shrunk to 32 channels and one
-image channel. Label 10 is the "no label" class used for classifier-free
+timestep embedding plus a label embedding), shrunk to 32/32/32/64 channels and one
+image channel (16x16 -> 8x8 -> 4x4 -> 2x2). Label 10 is the "no label" class used for classifier-free
 guidance (training drops labels 10 % of the time).
 
-Noise schedule: the DDPM linear beta schedule (Ho et al. 2020; 1e-4 .. 0.02 over
-1000 steps), epsilon prediction. Sampling goes through k-diffusion style sigmas
+Noise schedule: Stable Diffusion's "scaled linear" beta schedule (sqrt(beta) linear
+from sqrt(0.00085) to sqrt(0.012) over 1000 steps; sigma from 0.029 to 14.6), epsilon
+prediction, so the demo's sigmas are those of the SD1.x models the plugin targets. Sampling goes through k-diffusion style sigmas
 (sigma_t = sqrt((1 - abar_t) / abar_t)), the convention of ComfyUI and A1111.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ NULL_LABEL = 10  # "no label": the unconditional branch of classifier-free guida
 NUM_TRAIN_TIMESTEPS = 1000
 
 DEMO_DIGITS = dict(in_channels=1, out_channels=1, model_channels=32, num_res_blocks=2,
-                   channel_mult=(1, 2, 2, 2), transformer_depth=(0, 1, 1, 0),
+                   channel_mult=(1, 1, 1, 2), transformer_depth=(0, 1, 1, 0),
                    transformer_depth_middle=1, num_head_channels=32, context_dim=None,
                    num_classes=NUM_CLASSES + 1)
 
@@ -37,7 +38,7 @@ def build_model(**overrides) -> UNetModel:
 
 
 def alphas_cumprod(num_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
-    betas = torch.linspace(1e-4, 0.02, num_timesteps, dtype=torch.float64)
+    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, num_timesteps, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0)
 
 
