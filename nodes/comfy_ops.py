@@ -9,8 +9,8 @@ their ControlNet output residuals, so the recomputed blocks get their own.
 """
 from __future__ import annotations
 
-from comfy.ldm.modules.diffusionmodules import openaimodel as om
 from comfy.ldm.modules.attention import SpatialTransformer
+from comfy.ldm.modules.diffusionmodules import openaimodel as om
 
 
 def _transformer_count(block) -> int:

@@ -20,7 +20,7 @@ class DeepCacheNode(io.ComfyNode):
         return io.Schema(
             node_id="DeepCache",
             display_name="DeepCache",
-            category="advanced/model_patches",
+            category="model_patches/unet",
             description=(
                 "Training-free U-Net speed-up (Ma, Fang, Wang 2023): on cached steps only the shallow "
                 "branch of the U-Net runs and the deep features of the last refresh step are reused. "
@@ -73,4 +73,5 @@ class DeepCacheNode(io.ComfyNode):
             config.check_branch(depth)
         except ConfigError as e:
             raise ValueError(f"DeepCache: {e}") from None
-        return io.NodeOutput(install(model, DeepCacheSpec(config, cls.hidden.unique_id)))
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        return io.NodeOutput(install(model, DeepCacheSpec(config, node_id)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -117,32 +116,53 @@ def _keys(transformer_options, x):
     return [(i, shape, x.dtype) for i in ids]
 
 
-_costs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_costs: dict = {}
+
+
+def _architecture(unet) -> tuple:
+    """Equal for two loads of the same checkpoint architecture (ComfyUI reloads models)."""
+    return (type(unet).__qualname__, unet.model_channels, len(unet.input_blocks),
+            sum(p.numel() for p in unet.parameters()))
 
 
 def _cost_fraction(unet, branch, x, timesteps, context, y, transformer_options, kwargs) -> Optional[float]:
-    """S(b) for this model and latent size, counted once on fake tensors."""
-    per_model = _costs.setdefault(unet, {})
-    key = (tuple(x.shape[1:]), None if context is None else tuple(context.shape[1:]))
-    if key not in per_model:
+    """S(b) for this architecture and latent size, counted once on fake tensors."""
+    key = (_architecture(unet), tuple(x.shape[1:]), None if context is None else tuple(context.shape[1:]))
+    if key not in _costs:
         probe_options = {k: v for k, v in transformer_options.items() if k not in ("patches", "patches_replace")}
-        per_model[key] = try_block_costs(
+        _costs[key] = try_block_costs(
             lambda: ComfyUNetOps(unet, timesteps, context, y, None, probe_options, kwargs), x, len(unet.input_blocks))
-    costs: Optional[BlockCosts] = per_model[key]
+    costs: Optional[BlockCosts] = _costs[key]
     return None if costs is None else costs.cached_fraction(branch)
 
 
-def diffusion_model_wrapper(executor, x, timesteps=None, context=None, y=None, control=None,
-                            transformer_options={}, **kwargs):
+def diffusion_model_wrapper(executor, *args, **kwargs):
+    """Replace only the innermost UNetModel._forward: the wrappers registered after
+    ours (other nodes) still run around our forward."""
+    original, unet = executor.original, executor.class_obj
+
+    def forward(*a, **k):
+        return deepcache_forward(original, unet, *a, **k)
+
+    try:
+        rest = pe.WrapperExecutor.new_class_executor(forward, unet, executor.wrappers, executor.idx + 1)
+    except AttributeError:  # a host whose executor hides its chain: we are the innermost we can be
+        return forward(*args, **kwargs)
+    return rest.execute(*args, **kwargs)
+
+
+def deepcache_forward(original, unet, x, timesteps=None, context=None, y=None, control=None,
+                      transformer_options={}, **kwargs):
+    """UNetModel._forward with DeepCache: the host's own, our full forward storing the
+    deep feature, or the shallow branch on the stored one."""
     run: Optional[RunState] = transformer_options.get(RUN_KEY)
     sigmas = transformer_options.get("sigmas")
     if run is None or sigmas is None:
-        return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        return original(x, timesteps, context, y, control, transformer_options, **kwargs)
     keys = _keys(transformer_options, x)
     mode = run.decide(float(sigmas.reshape(-1)[0]), keys)
     if mode is Mode.PASSTHROUGH:
-        return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
-    unet = executor.class_obj
+        return original(x, timesteps, context, y, control, transformer_options, **kwargs)
     branch = run.config.branch
     saved_control = {k: list(v) for k, v in control.items()} if isinstance(control, dict) else None
     try:
@@ -161,4 +181,4 @@ def diffusion_model_wrapper(executor, x, timesteps=None, context=None, y=None, c
         run.disable(f"{type(e).__name__}: {e}")
         log.warning("DeepCache: %s; using the normal U-Net for the rest of this run", run.disabled_reason,
                     exc_info=log.isEnabledFor(logging.DEBUG))
-        return executor(x, timesteps, context, y, control, transformer_options, **kwargs)
+        return original(x, timesteps, context, y, control, transformer_options, **kwargs)

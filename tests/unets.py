@@ -1,0 +1,58 @@
+"""Small random-weight U-Nets of the real architectures and a core-driven sampler loop."""
+import torch
+from deepcache_plugin.core import DeepCacheConfig, Mode, RunState, shared_store, unet_forward
+from deepcache_plugin.core.ldm_ops import LdmOps
+from deepcache_plugin.demo.unet import TINY_SD15, TINY_SDXL, UNetModel
+
+
+def tiny_unet(kind="sd15", seed=0):
+    torch.manual_seed(seed)
+    return UNetModel(**(TINY_SD15 if kind == "sd15" else TINY_SDXL)).eval()
+
+
+def inputs(kind="sd15", batch=2, size=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 4, size, size, generator=g)
+    t = torch.full((batch,), 500.0)
+    c = torch.randn(batch, 7, 24, generator=g)
+    y = torch.randn(batch, 20, generator=g) if kind == "sdxl" else None
+    return x, t, c, y
+
+
+class CoreSampler:
+    """Euler / Heun over a sigma schedule, every model call going through RunState,
+    the way host adapters drive the core. Rows are [cond..., uncond...] with CFG."""
+
+    def __init__(self, unet, config: DeepCacheConfig, depth):
+        self.unet, self.config, self.depth = unet, config, depth
+        self.calls = []  # (step reported by the sampler, mode)
+
+    def model(self, run, x, sigma, context, step):
+        run.begin_evaluation()
+        half = x.shape[0] // 2
+        keys = [("cond", (half,) + x.shape[1:]), ("uncond", (half,) + x.shape[1:])]
+        t = torch.full((x.shape[0],), sigma * 100.0)
+        mode = run.decide(sigma, keys)
+        self.calls.append((step, mode))
+        if mode is Mode.PASSTHROUGH:
+            return self.unet(x, t, context)
+        ops = LdmOps(self.unet, t, context)
+        if mode is Mode.FULL:
+            return unet_forward(ops, x, self.depth, self.config.branch, store_deep=lambda h: run.cache.write(keys, h))
+        return unet_forward(ops, x, self.depth, self.config.branch, deep=run.cache.read(keys))
+
+    def sample(self, x, sigmas, context, heun=False, **run_kw):
+        run = RunState(self.config, sigmas, self.depth, shared_store(self.unet).open_run(), **run_kw)
+        try:
+            for i in range(len(sigmas) - 1):
+                s, s_next = sigmas[i], sigmas[i + 1]
+                d = self.model(run, x, s, context, i)
+                x_next = x + (s_next - s) * d
+                if heun and s_next > 0:
+                    d2 = self.model(run, x_next, s_next, context, i)
+                    x_next = x + (s_next - s) * (d + d2) / 2
+                x = x_next
+                run.on_step_end(i)
+        finally:
+            self.summary = run.close()
+        return x
