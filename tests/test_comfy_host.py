@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+
 from deepcache_plugin.core import DeepCacheConfig, StepKind, plan_run
 
 from .comfy_host import CallLog, conds, deepcache, import_comfy, requires_comfy, sample, tiny_model

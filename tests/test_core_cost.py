@@ -1,6 +1,7 @@
 import math
 
 import torch
+
 from deepcache_plugin.core.cost import block_costs, branch_cost_fractions, estimated_speedup
 from deepcache_plugin.core.ldm_ops import LdmOps
 from deepcache_plugin.demo.unet import SD15, UNetModel

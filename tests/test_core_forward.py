@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from deepcache_plugin.core import NotAUNetError, describe_unet, unet_forward
 from deepcache_plugin.core.ldm_ops import LdmOps
 

@@ -1,6 +1,7 @@
 import math
 
 import torch
+
 from deepcache_plugin.core import DeepCacheConfig, Mode, RunState, StepKind, shared_store
 from deepcache_plugin.core.store import CacheStore
 

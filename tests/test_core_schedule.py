@@ -1,4 +1,5 @@
 import pytest
+
 from deepcache_plugin.core import ConfigError, DeepCacheConfig, StepKind, plan_run
 from deepcache_plugin.core.schedule import nonuniform_steps, plan_steps, uniform_steps
 

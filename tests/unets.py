@@ -1,5 +1,6 @@
 """Small random-weight U-Nets of the real architectures and a core-driven sampler loop."""
 import torch
+
 from deepcache_plugin.core import DeepCacheConfig, Mode, RunState, shared_store, unet_forward
 from deepcache_plugin.core.ldm_ops import LdmOps
 from deepcache_plugin.demo.unet import TINY_SD15, TINY_SDXL, UNetModel
