@@ -57,6 +57,7 @@ class RunState:
         self.sigmas = [float(s) for s in sigmas]
         self.plan = plan_run(config, self.sigmas, start_sigma, end_sigma)
         self.cost_fraction = cost_fraction
+        self.cost_probed = cost_fraction is not None  # adapters measure it once, on the first full call
         self.step = 0
         self.disabled_reason: Optional[str] = None
         self._seen: set = set()

@@ -16,6 +16,7 @@ from typing import Optional
 import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension as pe
+import torch
 
 from ..core import DeepCacheConfig, Mode, RunState, describe_unet, shared_store, unet_forward
 from ..core.cost import BlockCosts, try_block_costs
@@ -125,6 +126,7 @@ def _architecture(unet) -> tuple:
             sum(p.numel() for p in unet.parameters()))
 
 
+@torch.compiler.disable  # fake-tensor counting is never traced by a compiled forward
 def _cost_fraction(unet, branch, x, timesteps, context, y, transformer_options, kwargs) -> Optional[float]:
     """S(b) for this architecture and latent size, counted once on fake tensors."""
     key = (_architecture(unet), tuple(x.shape[1:]), None if context is None else tuple(context.shape[1:]))
@@ -166,7 +168,8 @@ def deepcache_forward(original, unet, x, timesteps=None, context=None, y=None, c
     branch = run.config.branch
     saved_control = {k: list(v) for k, v in control.items()} if isinstance(control, dict) else None
     try:
-        if run.cost_fraction is None:
+        if not run.cost_probed:
+            run.cost_probed = True
             run.cost_fraction = _cost_fraction(unet, branch, x, timesteps, context, y, transformer_options, kwargs)
         ops = ComfyUNetOps(unet, timesteps, context, y, control, transformer_options, kwargs)
         if mode is Mode.FULL:
