@@ -4,6 +4,12 @@ from comfy_api.latest import ComfyExtension, io
 
 from .deepcache_node import DeepCacheNode
 
+try:  # the front-end panel's routes (/deepcache/plan, /deepcache/costs); never break the node
+    from . import routes  # noqa: F401
+except Exception as e:  # pragma: no cover
+    import logging
+    logging.getLogger("DeepCache").warning("DeepCache: panel routes not available: %s", e)
+
 
 class DeepCacheExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
