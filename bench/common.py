@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from typing import Callable, Sequence
 
 import torch
+
+_BASE = __package__.rpartition(".")[0]
+
+
+def sibling(name: str):
+    """core/demo, whether bench is the top-level package (python3 -m bench.speed from the
+    repository root) or inside the repository's package (deepcache_plugin.bench, the tests)."""
+    return importlib.import_module(f"{_BASE}.{name}" if _BASE else name)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -63,6 +74,11 @@ def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, warmup
 def median_ratio(num: Sequence[float], den: Sequence[float]) -> float:
     """Median of per-round ratios (paired, so slow rounds cancel)."""
     return statistics.median(a / b for a, b in zip(num, den))
+
+
+def command_line(module: str, argv) -> str:
+    args = argv if argv is not None else sys.argv[1:]
+    return " ".join(["python3 -m", module] + list(args))
 
 
 def write_json(name: str, data: dict) -> str:

@@ -1,6 +1,6 @@
 """bench/quality: how much DeepCache changes the demo model's pictures.
 
-    python3 -m bench.quality            # 200 samples, N in {2,3,5,10}, b in {0..3}, both schedules (~10 min)
+    python3 -m bench.quality            # 100 samples, N in {2,3,5,10}, b in {0..3}, both schedules (~10 min)
     python3 -m bench.quality --quick    # 50 samples, N in {3,5,10}, b 0 and 1, no (c, p) sweep
 
 For each schedule (uniform, non-uniform with the paper's c=0.3 T, p=1.4), interval N
@@ -10,8 +10,9 @@ full-schedule images, accuracy of the digit classifier on the requested digit,
 the FLOP speed-up of the run (evaluations weighted by the FLOP cost of a cached
 step) and the measured wall-time ratio.
 
-The non-uniform (c, p) is also tuned the paper's way: a grid searched on another
-seed (the tuning seed), then evaluated on the evaluation seed.
+The non-uniform (c, p) is also tuned the paper's way for N=5 and N=10: a grid
+searched at branch 0 on another seed (the tuning seed, half the samples), then
+evaluated on the evaluation seed.
 
 Writes bench/results/quality.json, docs/figures/frontier.png and
 docs/figures/schedules.png, and regenerates docs/benchmarks.md.
@@ -19,20 +20,22 @@ docs/figures/schedules.png, and regenerates docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
 
-from core import DeepCacheConfig
-from core.schedule import plan_steps
-from demo.data import DigitClassifier
-from demo.model import IMAGE_SIZE, NULL_LABEL, ddim_sigmas, load_model, sigma_to_t
-from demo.sampling import cost_fractions, plan_string, psnr, sample_euler
-from demo.__main__ import make_inputs
+from .common import FIGURES, command_line, machine, sibling, write_json
 
-from .common import FIGURES, machine, write_json
+DeepCacheConfig = sibling("core").DeepCacheConfig
+plan_steps = sibling("core.schedule").plan_steps
+DigitClassifier = sibling("demo.data").DigitClassifier
+_m = sibling("demo.model")
+IMAGE_SIZE, NULL_LABEL, ddim_sigmas, load_model, sigma_to_t = (
+    _m.IMAGE_SIZE, _m.NULL_LABEL, _m.ddim_sigmas, _m.load_model, _m.sigma_to_t)
+_s = sibling("demo.sampling")
+cost_fractions, plan_string, psnr, sample_euler = _s.cost_fractions, _s.plan_string, _s.psnr, _s.sample_euler
+_demo_main = sibling("demo.__main__")
+make_inputs = _demo_main.make_inputs
 
 INTERVALS = (2, 3, 5, 10)
 BRANCHES = (0, 1, 2, 3)
@@ -81,7 +84,7 @@ def tune_nonuniform(model, sigmas, fractions, clf, guidance, per_class, seed, in
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m bench.quality", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--per-class", type=int, default=None, help="samples per digit (default 20, quick 5)")
+    ap.add_argument("--per-class", type=int, default=None, help="samples per digit (default 10, quick 5)")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--intervals", type=int, nargs="+", default=None)
     ap.add_argument("--branches", type=int, nargs="+", default=None)
@@ -98,9 +101,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from demo.__main__ import DEFAULT_GUIDANCE
-    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
-    per_class = args.per_class or (5 if args.quick else 20)
+    guidance = _demo_main.DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    per_class = args.per_class or (5 if args.quick else 10)
     intervals = args.intervals or ((3, 5, 10) if args.quick else INTERVALS)
     branches = args.branches or ((0, 1) if args.quick else BRANCHES)
     tune = not (args.no_tune or args.quick)
@@ -123,8 +125,8 @@ def main(argv=None):
 
     best, grid = ({}, [])
     if tune:
-        best, grid = tune_nonuniform(model, sigmas, fractions, clf, guidance, per_class, args.tune_seed,
-                                     [n for n in intervals if n > 2], 0, log)
+        best, grid = tune_nonuniform(model, sigmas, fractions, clf, guidance, max(per_class // 2, 3),
+                                     args.tune_seed, [n for n in intervals if n >= 5], 0, log)
     rows = []
     for n in intervals:
         for br in branches:
@@ -140,7 +142,7 @@ def main(argv=None):
                 log(f"  N={n:2d} b={br} {cfg.schedule:11s} c={cfg.center:.1f} p={cfg.power:.1f}: "
                     f"PSNR {row['psnr']:6.2f} dB, accuracy {row['accuracy']:.1%}, "
                     f"x{row['flop_speedup']:.2f} FLOPs, x{row['wall_ratio']:.2f} wall  {row['plan']}")
-    result = dict(machine=info, command="python3 -m bench.quality " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = dict(machine=info, command=command_line("bench.quality", argv),
                   samples=len(labels), steps=args.steps, guidance=guidance, seed=args.seed,
                   tune_seed=args.tune_seed if tune else None, cost_fractions=fractions,
                   classifier_held_out_accuracy=clf.held_out_accuracy, baseline=base_row, rows=rows,

@@ -33,7 +33,8 @@ def _speed_section(speed: dict) -> list[str]:
                     f"N={n} measured / ceiling (eff.)" for n in next(iter(m["branches"].values()))["intervals"]) + " |",
                 "|---|---|---|" + "---|" * len(next(iter(m["branches"].values()))["intervals"])]
         for b, row in m["branches"].items():
-            cells = [f"×{r['measured']:.2f} / ×{r['ceiling']:.2f} ({r['efficiency']:.3f})" for r in row["intervals"].values()]
+            cells = [f"×{r['measured']:.2f} / ×{r['ceiling']:.2f} ({r['efficiency']:.3f})"
+                     for r in row["intervals"].values()]
             out.append(f"| {b} | {row['cached_over_full_measured']:.4f} | {row['cached_over_full_flops']:.4f} | "
                        + " | ".join(cells) + " |")
         out.append("")
@@ -109,7 +110,8 @@ def _demo_section(d: dict) -> list[str]:
             f"{d['samples']} digits, DDIM-{d['steps']}; DeepCache at the default settings (interval {c['interval']}, "
             f"branch {c['branch']}, {c['schedule']}).", "",
             "| | full U-Net | DeepCache |", "|---|---|---|",
-            f"| wall time (median of {d['repeats']} interleaved runs) | {d['seconds_full']:.2f} s | {d['seconds_deepcache']:.2f} s "
+            f"| wall time (median of {d['repeats']} interleaved runs) | {d['seconds_full']:.2f} s "
+            f"| {d['seconds_deepcache']:.2f} s "
             f"(×{d['wall_time_ratio']:.2f}; FLOP ceiling ×{d['flop_speedup']:.2f}) |",
             f"| U-Net evaluations | {d['full_evals'] + d['cached_evals']} full | {d['full_evals']} full + "
             f"{d['cached_evals']} cached |",
@@ -124,7 +126,8 @@ def _summary(speed, q, d) -> list[str]:
         r = m["branches"][HEADLINE[1]]["intervals"][HEADLINE[2]]
         out.append(f"| SD1.5 64×64, b=0, N=3: measured / FLOP ceiling | ×{r['measured']:.2f} / ×{r['ceiling']:.2f} "
                    f"(efficiency {r['efficiency']:.3f}) | `python3 -m bench.speed` |")
-        out.append(f"| SD1.5 64×64: overhead at interval 1 | {100 * m['overhead_interval1']:+.2f} % | `python3 -m bench.speed` |")
+        out.append(f"| SD1.5 64×64: overhead at interval 1 | {100 * m['overhead_interval1']:+.2f} % "
+                   "| `python3 -m bench.speed` |")
     if speed:
         for name, m in speed["models"].items():
             if name.startswith("sdxl"):
@@ -132,8 +135,9 @@ def _summary(speed, q, d) -> list[str]:
                 out.append(f"| {m['label']}, b=0, N=3 | ×{r['measured']:.2f} / ×{r['ceiling']:.2f} "
                            f"(efficiency {r['efficiency']:.3f}) | `python3 -m bench.speed` |")
     if d:
-        out.append(f"| demo, default settings: wall time, PSNR, accuracy full → DeepCache | ×{d['wall_time_ratio']:.2f}, "
-                   f"{d['psnr_db']:.1f} dB, {d['accuracy_full']:.0%} → {d['accuracy_deepcache']:.0%} | `python3 -m demo` |")
+        out.append(f"| demo, default settings: wall time, PSNR, accuracy full → DeepCache "
+                   f"| ×{d['wall_time_ratio']:.2f}, {d['psnr_db']:.1f} dB, "
+                   f"{d['accuracy_full']:.0%} → {d['accuracy_deepcache']:.0%} | `python3 -m demo` |")
     if q:
         rows = q["rows"]
         for nn in (5, 10):
@@ -145,6 +149,27 @@ def _summary(speed, q, d) -> list[str]:
                            f"{n[0]['psnr']:.2f} dB | `python3 -m bench.quality` |")
     out.append("")
     return out
+
+
+def _readme_snippet(speed, q, d) -> list[str]:
+    """Proposed README text for the figures section (paths relative to the repository root)."""
+    body = ["## Speed and quality", ""]
+    if d:
+        body += [f"![DeepCache demo](docs/figures/{os.path.basename(d['out'])})", "",
+                 f"`python3 -m demo` on {d['machine']['cpu']} ({d['machine']['cores']} cores): "
+                 f"{d['samples']} digits from the embedded demo U-Net, DDIM-{d['steps']}, full U-Net (left) vs "
+                 f"DeepCache at the default settings (right): ×{d['wall_time_ratio']:.2f} wall time, "
+                 f"{d['full_evals']} full + {d['cached_evals']} cached U-Net evaluations, {d['psnr_db']:.1f} dB PSNR "
+                 f"against the full schedule, classifier accuracy {d['accuracy_full']:.0%} → "
+                 f"{d['accuracy_deepcache']:.0%}.", ""]
+    if q:
+        body += ["![speed/quality frontier](docs/figures/frontier.png)", "",
+                 "![which steps are full and which cached](docs/figures/schedules.png)", "",
+                 "`python3 -m bench.quality`: PSNR and classifier accuracy on the demo model against the FLOP "
+                 "speed-up, for intervals N and branches b, uniform and non-uniform schedules.", ""]
+    body += _summary(speed, q, d)[2:]
+    body += ["Machine, method and every number: [docs/benchmarks.md](docs/benchmarks.md).", ""]
+    return ["## README figures section (proposed text)", "", "````markdown"] + body + ["````", ""]
 
 
 def render() -> str:
@@ -159,6 +184,7 @@ def render() -> str:
         out += _speed_section(speed)
     if q:
         out += _quality_section(q)
+    out += _readme_snippet(speed, q, d)
     return "\n".join(out) + "\n"
 
 

@@ -27,18 +27,20 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import time
 
 import torch
 
-from core import DeepCacheConfig, describe_unet, shared_store, unet_forward
-from core.cost import block_costs, branch_cost_fractions, estimated_speedup
-from core.ldm_ops import LdmOps
-from demo import unet as U
-from demo.sampling import DeepCacheCall, open_run
+from .common import command_line, interleaved_times, machine, median_ratio, sibling, write_json
 
-from .common import interleaved_times, machine, median_ratio, write_json
+_core, _cost = sibling("core"), sibling("core.cost")
+DeepCacheConfig, describe_unet, shared_store, unet_forward = (
+    _core.DeepCacheConfig, _core.describe_unet, _core.shared_store, _core.unet_forward)
+block_costs, branch_cost_fractions, estimated_speedup = (
+    _cost.block_costs, _cost.branch_cost_fractions, _cost.estimated_speedup)
+LdmOps = sibling("core.ldm_ops").LdmOps
+U = sibling("demo.unet")
+open_run = sibling("demo.sampling").open_run
 
 INTERVALS = (2, 3, 5, 10)
 BRANCHES = (0, 1, 2, 3)
@@ -75,14 +77,16 @@ def build_unet(arch: dict) -> torch.nn.Module:
 
 
 def measure_unet(unet, x, t, ctx, y, *, repeats: int, branches=BRANCHES, intervals=INTERVALS,
-                 costs=None, log=print) -> dict:
+                 costs=None, log=print, make_ops=None, baseline_fn=None) -> dict:
     """Per-step timing ratios and FLOP ceilings of one U-Net at one input size.
 
-    Works for any U-Net that LdmOps can drive (demo/unet.py, ldm/sgm, ComfyUI's UNetModel)."""
+    make_ops() builds the host's UNetOps (default LdmOps: demo/unet.py, ldm/sgm);
+    baseline_fn() is the host's own forward (default unet(x, t, ctx, y))."""
     depth = describe_unet(unet).depth
     branches = [b for b in branches if b < depth]
+    make_ops = make_ops or (lambda: LdmOps(unet, t, ctx, y))
     if costs is None:
-        costs = block_costs(lambda: LdmOps(unet, t, ctx, y), x, depth)
+        costs = block_costs(make_ops, x, depth)
     fractions = branch_cost_fractions(costs)
     keys = [("cond", tuple(x.shape))]
 
@@ -91,26 +95,26 @@ def measure_unet(unet, x, t, ctx, y, *, repeats: int, branches=BRANCHES, interva
         caches = {}
         for b in branches:
             cache = shared_store(unet).open_run()
-            unet_forward(LdmOps(unet, t, ctx, y), x, depth, b, store_deep=lambda h, c=cache: c.write(keys, h))
+            unet_forward(make_ops(), x, depth, b, store_deep=lambda h, c=cache: c.write(keys, h))
             caches[b] = cache
         refresh_cache = shared_store(unet).open_run()
         run1 = open_run(unet, DeepCacheConfig(interval=1), [1.0, 0.5, 0.0])
-        call1 = DeepCacheCall(unet, run1, 0)
 
         def baseline():
-            return unet(x, t, ctx, y)
+            return baseline_fn() if baseline_fn is not None else unet(x, t, ctx, y)
 
         def refresh():
-            return unet_forward(LdmOps(unet, t, ctx, y), x, depth, 0,
+            return unet_forward(make_ops(), x, depth, 0,
                                 store_deep=lambda h: refresh_cache.write(keys, h))
 
-        def interval1():
+        def interval1():  # the decision, then the host's own forward
             run1.begin_evaluation()
-            return call1(x, t, 1.0, keys, ctx, y)
+            run1.decide(1.0, keys)
+            return baseline()
 
         fns = {"F": baseline, "R": refresh, "I1": interval1}
         for b in branches:
-            fns[f"S{b}"] = (lambda b=b: unet_forward(LdmOps(unet, t, ctx, y), x, depth, b,
+            fns[f"S{b}"] = (lambda b=b: unet_forward(make_ops(), x, depth, b,
                                                      deep=caches[b].read(keys)))
         t0 = time.perf_counter()
         times = interleaved_times(fns, repeats=repeats, warmup=1)
@@ -176,7 +180,7 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 7)
     info = machine()
     print(f"bench.speed on {info['cpu']}, {info['cores']} cores, torch {info['torch']}; rounds {repeats}")
-    results = dict(machine=info, command="python3 -m bench.speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+    results = dict(machine=info, command=command_line("bench.speed", argv),
                    models={})
     for name in models:
         results["models"][name] = run_model(name, repeats)

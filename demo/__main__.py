@@ -18,11 +18,9 @@ import sys
 
 import torch
 
-from core import DeepCacheConfig
-
 from .data import DigitClassifier
-from .model import NULL_LABEL, NUM_CLASSES, IMAGE_SIZE, ddim_sigmas, load_model, sigma_to_t
-from .sampling import cost_fractions, plan_string, psnr, sample_euler
+from .model import IMAGE_SIZE, NULL_LABEL, NUM_CLASSES, ddim_sigmas, load_model, sigma_to_t
+from .sampling import DeepCacheConfig, cost_fractions, plan_string, psnr, sample_euler
 
 DEFAULT_GUIDANCE = 1.0
 
@@ -148,8 +146,10 @@ def main(argv=None):
                       args.seed, args.repeats, args.out, args.weights)
     if args.json:
         import json
-        from bench.common import machine
-        result.update(machine=machine(), command="python3 -m demo " + " ".join(argv if argv is not None else sys.argv[1:]))
+
+        from ._repo import sibling
+        machine = sibling("bench.common").machine
+        result.update(machine=machine(), command=sibling("bench.common").command_line("demo", argv))
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1, default=str)

@@ -8,7 +8,8 @@ guidance (training drops labels 10 % of the time).
 
 Noise schedule: Stable Diffusion's "scaled linear" beta schedule (sqrt(beta) linear
 from sqrt(0.00085) to sqrt(0.012) over 1000 steps; sigma from 0.029 to 14.6), epsilon
-prediction, so the demo's sigmas are those of the SD1.x models the plugin targets. Sampling goes through k-diffusion style sigmas
+prediction, so the demo's sigmas are those of the SD1.x models the plugin targets.
+Sampling goes through k-diffusion style sigmas
 (sigma_t = sqrt((1 - abar_t) / abar_t)), the convention of ComfyUI and A1111.
 """
 from __future__ import annotations

@@ -17,9 +17,13 @@ from typing import Callable, Hashable, Optional, Sequence
 
 import torch
 
-from core import DeepCacheConfig, Mode, RunState, StepKind, describe_unet, shared_store, unet_forward
-from core.cost import block_costs, branch_cost_fractions
-from core.ldm_ops import LdmOps
+from ._repo import sibling
+
+_core = sibling("core")
+DeepCacheConfig, Mode, RunState, StepKind = _core.DeepCacheConfig, _core.Mode, _core.RunState, _core.StepKind
+describe_unet, shared_store, unet_forward = _core.describe_unet, _core.shared_store, _core.unet_forward
+block_costs, branch_cost_fractions = sibling("core.cost").block_costs, sibling("core.cost").branch_cost_fractions
+LdmOps = sibling("core.ldm_ops").LdmOps
 
 
 class DeepCacheCall:

@@ -82,7 +82,8 @@ def main(argv=None):
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
     ap.add_argument("--out", default=WEIGHTS_PATH)
     ap.add_argument("--save-every", type=int, default=0, help="also write EMA checkpoints to OUT.<iter>")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights: 1; one thread is also fastest on a shared 2-core machine)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (the shipped weights: 1; also fastest on a busy 2-core machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     hp = {k: getattr(args, k) for k in DEFAULTS}
