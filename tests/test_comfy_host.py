@@ -233,6 +233,57 @@ def test_controlnet_output_residual_order_on_cached_step():
         assert torch.allclose(seen[j] - plain[j], torch.full_like(plain[j], float(11 - j + 1))), j
 
 
+def test_input_residuals_and_emb_patch_on_cached_step():
+    """T2I-Adapter style input residuals (popped from the end by input blocks 0..b) and
+    emb patches reach the blocks that run on a cached step."""
+    from deepcache_plugin.core import unet_forward
+    from deepcache_plugin.nodes.comfy_ops import ComfyUNetOps
+    unet = tiny_model().get_model_object("diffusion_model")
+    x, t, ctx = torch.randn(2, 4, 16, 16), torch.full((2,), 400.0), torch.randn(2, 77, 32)
+    seen, emb_calls = {}, []
+
+    def record(h, to):
+        seen[to["block"][1]] = h.clone()
+        return h
+
+    def emb_patch(emb, channels, to):
+        emb_calls.append(to["original_shape"])
+        return emb
+
+    def run(control, deep=None, store=None, branch=2):
+        to = {"patches": {"input_block_patch": [record], "emb_patch": [emb_patch]}}
+        return unet_forward(ComfyUNetOps(unet, t, ctx, None, control, to, {}), x, 12, branch, deep=deep,
+                            store_deep=store)
+
+    run(None)
+    plain = dict(seen)
+
+    def markers():
+        return {"input": [torch.full((1, plain[11 - k].shape[1], 1, 1), float(k + 1)) for k in range(12)]}
+
+    stored = []
+    seen.clear()
+    run(markers(), store=stored.append)  # the full forward is the host's own (tested above)
+    full = dict(seen)
+    seen.clear()
+    run(markers(), deep=stored[0].clone())
+    assert sorted(seen) == [0, 1, 2]
+    assert torch.allclose(full[0] - plain[0], torch.full_like(plain[0], 12.0))  # block 0 pops the last entry
+    for i in (0, 1, 2):
+        assert torch.equal(seen[i], full[i]), i
+    assert emb_calls == [[2, 4, 16, 16]] * 3  # every forward, the cached one too
+
+
+def test_kohya_deep_shrink_with_deepcache():
+    from comfy_extras.nodes_model_downscale import PatchModelAddDownscale
+    model = PatchModelAddDownscale.execute(tiny_model(), 3, 2.0, 0.0, 0.5, True, "bicubic", "bicubic").result[0]
+    ref = sample(model, steps=6, size=24)
+    assert torch.equal(sample(deepcache(model, cache_interval=1), steps=6, size=24), ref)
+    for branch in (0, 4):
+        out = sample(deepcache(model, cache_branch=branch), steps=6, size=24)
+        assert torch.isfinite(out).all()
+
+
 def test_freeu_and_block_patches_run_on_cached_steps():
     from comfy_extras.nodes_freelunch import FreeU_V2
     model = tiny_model()
