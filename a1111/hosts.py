@@ -32,7 +32,7 @@ def remove_live_patches() -> int:
     return n
 
 
-def _lowvram() -> bool:
+def lowvram() -> bool:
     opts = getattr(sys.modules.get("modules.shared"), "cmd_opts", None)
     return any(getattr(opts, k, False) for k in ("lowvram", "medvram", "medvram_sdxl"))
 
@@ -63,7 +63,7 @@ class A1111Host:
             return
         # the fake-tensor FLOP count would trigger --lowvram's weight moves
         self.patch = LdmPatch(self.unet, self.depth, self.branch, run, sd_model=self.sd_model,
-                              estimate_cost=not _lowvram())
+                              estimate_cost=not lowvram())
         self.patch.install()
         LIVE_PATCHES.add(self.patch)
 
@@ -86,8 +86,9 @@ class ForgeHost:
         return foreign_wrapper(self.patcher)
 
     def prepare(self, p, depth: int, branch: int) -> None:
-        if self.wrapper is None:
-            self.wrapper = ForgeWrapper(depth, branch)
+        existing = self.patcher.model_options.get("model_function_wrapper")
+        # a second call for the same sampling finds its own wrapper: nothing to do
+        self.wrapper = existing if isinstance(existing, ForgeWrapper) else ForgeWrapper(depth, branch)
         forge_patch.install(p, self.wrapper)
 
     def attach(self, run: SamplerRun) -> None:

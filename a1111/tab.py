@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import preview, speedtest
-from .hosts import _lowvram
+from .hosts import lowvram
 from .log import log_once
 from .settings import default
 
@@ -12,7 +12,7 @@ def _loaded_unet():
     try:
         from modules import shared
         model = shared.sd_model
-        if model is None or hasattr(model, "forge_objects") or _lowvram():
+        if model is None or hasattr(model, "forge_objects") or lowvram():
             return None
         return model.model.diffusion_model
     except Exception:

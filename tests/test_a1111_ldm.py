@@ -7,7 +7,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "a1111_stubs"))
-import extension as E  # noqa: E402
+import a1111_harness as E  # noqa: E402
 from fake_model import FakeSDModel  # noqa: E402
 
 ext = E.load_extension()
@@ -210,8 +210,9 @@ def test_batch_shape_changes_between_steps(model):
 
 
 def test_flop_estimate_in_summary(model, monkeypatch):
-    from sd_deepcache_ext.core.cost import try_block_costs
     import weakref
+
+    from sd_deepcache_ext.core.cost import try_block_costs
     monkeypatch.setattr(E.package("a1111.ldm_patch"), "try_block_costs", try_block_costs)
     monkeypatch.setattr(E.package("a1111.ldm_patch"), "_costs", weakref.WeakKeyDictionary())
     p, _ = E.generate(ext, model, E.script_args(interval=3), steps=6)

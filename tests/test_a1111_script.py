@@ -11,7 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "a1111_stubs"))
-import extension as E  # noqa: E402
+import a1111_harness as E  # noqa: E402
 from fake_model import FakeSDModel  # noqa: E402
 
 ext = E.load_extension()
