@@ -20,6 +20,11 @@ def fresh_state(monkeypatch):
     shared.opts.data.clear()
     # the FLOP estimate is tested once below; elsewhere it only costs time
     monkeypatch.setattr(E.package("a1111.ldm_patch"), "try_block_costs", lambda *a, **k: None)
+    # tiny U-Nets: one thread avoids OpenMP spin-waits when the machine is busy
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,11 @@ def fresh_state(monkeypatch):
     shared.state.interrupted, shared.state.interrupt_at = False, None
     shared.opts.data.clear()
     monkeypatch.setattr(E.package("a1111.ldm_patch"), "try_block_costs", lambda *a, **k: None)
+    # tiny U-Nets: one thread avoids OpenMP spin-waits when the machine is busy
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,15 @@ def forge():
     return types.SimpleNamespace(unet=unet, kmodel=kmodel, patcher=patcher)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny U-Nets: one thread avoids OpenMP spin-waits when the machine is busy
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def inputs(seed):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 4, 8, 8, generator=g), torch.full((2,), 4.0), torch.randn(2, 7, 24, generator=g)
