@@ -39,6 +39,7 @@ def lowvram() -> bool:
 
 class A1111Host:
     name = "A1111"
+    rows_in_cfg_batch = True  # on_cfg_denoiser's x is the whole CFG batch, cond rows first
 
     def __init__(self, p):
         self.sd_model = p.sd_model
@@ -76,6 +77,7 @@ class A1111Host:
 
 class ForgeHost:
     name = "Forge"
+    rows_in_cfg_batch = False  # Forge's x there is not duplicated; its chunks say cond/uncond
 
     def __init__(self, p):
         self.patcher = p.sd_model.forge_objects.unet

@@ -19,6 +19,8 @@ ACTIVE: list = []
 def on_cfg_denoiser(params) -> None:
     """Rows of this evaluation's CFG batch, so extra U-Net calls are not cached."""
     for run in ACTIVE:
+        if not getattr(run.host, "rows_in_cfg_batch", False):
+            continue
         if getattr(params, "denoiser", None) is run.denoiser and getattr(params, "x", None) is not None:
             run.expected_rows = int(params.x.shape[0])
 
