@@ -23,28 +23,18 @@ class SamplerRun:
         self.denoiser = denoiser          # the CFG denoiser the sampler calls
         self.sigma: Optional[float] = None
         self.expected_rows: Optional[int] = None  # rows of this evaluation's CFG batch, where known
-        self._last_callback = -1
-        self._evals_since_callback = 0
         self._ordinals: dict = {}
 
     def begin_evaluation(self, sigma: float) -> None:
-        if self._last_callback >= 0:
-            # k-diffusion calls back after the first evaluation of step i: the next
-            # evaluation is step i's second one in second-order samplers (Heun,
-            # DPM2, DPM++ SDE, 2S a), otherwise the first of step i+1
-            same_step = self.second_order and self._evals_since_callback == 0
-            step = self._last_callback + (0 if same_step else 1)
-            if step > 0:
-                self.state.on_step_end(step - 1)
-        self._evals_since_callback += 1
+        # k-diffusion calls back after the first evaluation of step i in second-order
+        # samplers (Heun, DPM2, DPM++ SDE, 2S a): RunState(mid_step_callback=...) knows
         self.state.begin_evaluation()
         self.sigma = sigma
         self.expected_rows = None
         self._ordinals.clear()
 
     def on_callback(self, i) -> None:
-        self._last_callback = max(self._last_callback, int(i))
-        self._evals_since_callback = 0
+        self.state.on_callback(i)
 
     def keys(self, roles: Sequence[str], shape) -> Optional[list[Hashable]]:
         """Cache keys of one model call whose row chunks have these roles, in order.

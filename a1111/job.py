@@ -86,9 +86,11 @@ class Job:
             else:
                 start, end = (percent_to_timestep(v) for v in (cfg.start_percent, cfg.end_percent))
             host = self.hosts[hires]
-            state = RunState(cfg, levels, depth, shared_store(host.unet).open_run(), start, end)
             options = getattr(getattr(sampler, "config", None), "options", None) or {}
-            run = SamplerRun(state, bool(options.get("second_order", False)), denoiser=model,
+            second_order = bool(options.get("second_order", False))
+            state = RunState(cfg, levels, depth, shared_store(host.unet).open_run(), start, end,
+                             mid_step_callback=second_order)
+            run = SamplerRun(state, second_order, denoiser=model,
                              label="hires pass" if hires else "base pass", host=host)
             host.attach(run)
             ACTIVE.append(run)

@@ -42,15 +42,20 @@ class RunSummary:
 
 
 class RunState:
-    """Step tracking: a step is a sampler step, not a model call. The host reports
-    finished steps (on_step_end, from the sampler's callback); a call whose sigma is
-    already below the next step's start proves a step ended without a callback, so
-    sigma gives a lower bound too. Heun's second call at sigma[i+1] stays in step i.
+    """Step tracking: a step is a sampler step, not a model call.
+
+    The host reports its sampler's step callback (on_callback(i)). Samplers call it
+    once per step, after the step's evaluations, except the mid-step ones (Heun,
+    DPM2, DPM++ SDE, DPM++ 2S a, ...: mid_step_callback=True), which call it after
+    the first evaluation of step i, so the next evaluation is still step i.
+    Between callbacks the sigma of a call gives the step too: a call at a schedule
+    sigma s_k is step k's first, except in mid-step samplers whose last stage is at
+    s_{i+1} (Heun), where only the callbacks can tell.
     """
 
     def __init__(self, config: DeepCacheConfig, sigmas: Sequence[float], depth: int, cache: RunCache,
                  start_sigma: float = math.inf, end_sigma: float = 0.0,
-                 cost_fraction: Optional[float] = None):
+                 cost_fraction: Optional[float] = None, mid_step_callback: bool = False):
         self.config = config
         self.depth = depth
         self.cache = cache
@@ -58,7 +63,10 @@ class RunState:
         self.plan = plan_run(config, self.sigmas, start_sigma, end_sigma)
         self.cost_fraction = cost_fraction
         self.cost_probed = cost_fraction is not None  # adapters measure it once, on the first full call
+        self.mid_step_callback = mid_step_callback
         self.step = 0
+        self._last_callback = -1
+        self._evals_since_callback = 0
         self.disabled_reason: Optional[str] = None
         self._seen: set = set()
         self._last_sigma: Optional[float] = None
@@ -71,8 +79,18 @@ class RunState:
         """One sampler evaluation of the model (cond and uncond together) starts."""
         self._seen.clear()
         self._last_sigma = None
+        if self._last_callback >= 0:
+            same_step = self.mid_step_callback and self._evals_since_callback == 0
+            self.step = max(self.step, self._last_callback + (0 if same_step else 1))
+        self._evals_since_callback += 1
+
+    def on_callback(self, step: int) -> None:
+        """The sampler's step callback reported step `step`."""
+        self._last_callback = max(self._last_callback, int(step))
+        self._evals_since_callback = 0
 
     def on_step_end(self, step: int) -> None:
+        """Every evaluation of step `step` is done (hosts that know it exactly)."""
         self.step = max(self.step, int(step) + 1)
 
     def disable(self, reason: str) -> None:
@@ -81,13 +99,17 @@ class RunState:
     # -- decisions ---------------------------------------------------------
     def step_for(self, sigma: float) -> int:
         tol = 1e-5 * max(abs(sigma), 1e-8)
-        lower = sum(1 for s in self.sigmas[1:-1] if s > sigma + tol)
-        return min(max(self.step, lower), max(len(self.plan) - 1, 0))
+        inner = self.sigmas[1:-1]
+        if self.mid_step_callback:  # s_{i+1} may still be step i
+            from_sigma = sum(1 for s in inner if s > sigma + tol)
+        else:
+            from_sigma = sum(1 for s in inner if s >= sigma - tol)
+        return min(max(self.step, from_sigma), max(len(self.plan) - 1, 0))
 
     def decide(self, sigma: float, keys: Sequence[Hashable]) -> Mode:
         """The mode of one model call whose rows belong to keys (one per chunk)."""
         if self._last_sigma is not None and sigma != self._last_sigma:
-            self._seen.clear()  # a new evaluation even if the host did not say so
+            self.begin_evaluation()  # a new evaluation even if the host did not say so
         self._last_sigma = sigma
         repeated = any(k in self._seen for k in keys)
         self._seen.update(keys)

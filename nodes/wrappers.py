@@ -22,6 +22,7 @@ from ..core import DeepCacheConfig, Mode, RunState, describe_unet, shared_store,
 from ..core.cost import BlockCosts, try_block_costs
 from .comfy_ops import ComfyUNetOps
 from .report import report_run
+from .sampler_kind import calls_back_mid_step
 
 KEY = "deepcache"          # wrapper key and transformer_options key of the spec
 RUN_KEY = "deepcache_run"  # transformer_options key of the current RunState
@@ -62,12 +63,13 @@ def _with_arg(args, kwargs, index, name, value):
     return args, kwargs
 
 
-def _start_run(patcher, cfg: DeepCacheConfig, sigmas) -> RunState:
+def _start_run(patcher, cfg: DeepCacheConfig, sigmas, sampler) -> RunState:
     unet = patcher.get_model_object("diffusion_model")
     sampling = patcher.get_model_object("model_sampling")
     return RunState(cfg, sigmas.tolist(), describe_unet(unet).depth, shared_store(unet).open_run(),
                     start_sigma=sampling.percent_to_sigma(cfg.start_percent),
-                    end_sigma=sampling.percent_to_sigma(cfg.end_percent))
+                    end_sigma=sampling.percent_to_sigma(cfg.end_percent),
+                    mid_step_callback=calls_back_mid_step(sampler))
 
 
 def outer_sample_wrapper(executor, *args, **kwargs):
@@ -77,14 +79,15 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     if not isinstance(spec, DeepCacheSpec):
         return executor(*args, **kwargs)
     try:
-        run = _start_run(guider.model_patcher, spec.config, _arg(args, kwargs, 3, "sigmas"))
+        run = _start_run(guider.model_patcher, spec.config, _arg(args, kwargs, 3, "sigmas"),
+                         _arg(args, kwargs, 2, "sampler"))
     except Exception as e:
         log.warning("DeepCache: off for this run (%s: %s)", type(e).__name__, e)
         return executor(*args, **kwargs)
     user_callback = _arg(args, kwargs, 5, "callback")
 
     def callback(step, *rest, **kw):
-        run.on_step_end(step)  # samplers call it once per finished step
+        run.on_callback(step)  # once per step: after its last call, or its first (Heun)
         if user_callback is not None:
             return user_callback(step, *rest, **kw)
 

@@ -14,30 +14,43 @@ def new_run(interval=3, sigmas=SIGMAS, **kw):
     return RunState(DeepCacheConfig(interval=interval), sigmas, 12, CacheStore().open_run(), **kw)
 
 
-def test_heun_second_call_stays_in_its_step():
-    run = new_run()
-    feat = torch.zeros(1, 3)
+def heun_like_run(run, callback_after_first=True):
+    """k-diffusion's Heun: evaluate at s_i, call back (i), evaluate at s_{i+1}."""
     modes = []
     for i in range(len(SIGMAS) - 1):
-        for sigma in (SIGMAS[i], SIGMAS[i + 1]) if SIGMAS[i + 1] > 0 else (SIGMAS[i],):
+        sigmas = (SIGMAS[i], SIGMAS[i + 1]) if SIGMAS[i + 1] > 0 else (SIGMAS[i],)
+        for n, sigma in enumerate(sigmas):
             run.begin_evaluation()
             m = run.decide(sigma, ["c"])
             if m is Mode.FULL:
-                run.cache.write(["c"], feat)
-            modes.append((i, m))
-        run.on_step_end(i)
-    full_steps = sorted({i for i, m in modes if m is Mode.FULL})
-    assert full_steps == [0, 3, 6]
+                run.cache.write(["c"], torch.zeros(1, 3))
+            modes.append(m)
+            if n == 0 and callback_after_first:
+                run.on_callback(i)
+        if not callback_after_first:
+            run.on_step_end(i)
+    return "".join("F" if m is Mode.FULL else "C" for m in modes)
+
+
+def test_heun_second_call_stays_in_its_step():
+    # 9 steps, interval 3: refresh steps 0, 3, 6; two calls per step but the last
+    expected = "FF" + "CC" * 2 + "FF" + "CC" * 2 + "FF" + "CC" + "C"
+    assert heun_like_run(new_run(mid_step_callback=True)) == expected
+    assert heun_like_run(new_run(mid_step_callback=True), callback_after_first=False) == expected
+    run = new_run(mid_step_callback=True)
+    heun_like_run(run)
     assert run.summary().full_evals == 6 and run.summary().cached_evals == 11
 
 
-def test_step_lower_bound_without_callbacks():
+def test_step_from_sigma_without_callbacks():
     run = new_run()
     assert run.step_for(SIGMAS[0]) == 0
-    assert run.step_for(SIGMAS[4]) == 3  # lags by one at most, never runs ahead
+    assert run.step_for(SIGMAS[4]) == 4  # single-stage samplers evaluate step k at s_k
     assert run.step_for(0.7) == 6        # between sigma[6] and sigma[7]: step 6
     run.on_step_end(4)
     assert run.step_for(SIGMAS[4]) == 5
+    multi = new_run(mid_step_callback=True)
+    assert multi.step_for(SIGMAS[4]) == 3  # may be Heun's last stage of step 3: never run ahead
 
 
 def test_conditionings_never_share_features():

@@ -43,17 +43,18 @@ class CoreSampler:
         return unet_forward(ops, x, self.depth, self.config.branch, deep=run.cache.read(keys))
 
     def sample(self, x, sigmas, context, heun=False, **run_kw):
-        run = RunState(self.config, sigmas, self.depth, shared_store(self.unet).open_run(), **run_kw)
+        run = RunState(self.config, sigmas, self.depth, shared_store(self.unet).open_run(),
+                       mid_step_callback=heun, **run_kw)
         try:
             for i in range(len(sigmas) - 1):
                 s, s_next = sigmas[i], sigmas[i + 1]
                 d = self.model(run, x, s, context, i)
+                run.on_callback(i)  # k-diffusion calls back after a step's first evaluation
                 x_next = x + (s_next - s) * d
                 if heun and s_next > 0:
                     d2 = self.model(run, x_next, s_next, context, i)
                     x_next = x + (s_next - s) * (d + d2) / 2
                 x = x_next
-                run.on_step_end(i)
         finally:
             self.summary = run.close()
         return x
