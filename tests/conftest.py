@@ -19,3 +19,9 @@ def load_plugin():
 
 
 load_plugin()
+
+
+def pytest_configure(config):
+    # tiny models: one intra-op thread is as fast, and far faster on a busy machine
+    import torch
+    torch.set_num_threads(1)
