@@ -71,6 +71,25 @@ def tiny_model(kind="sd15", seed=0, dtype=torch.float32):
                                             offload_device=mm.unet_offload_device())
 
 
+def tiny_svd(seed=0):
+    """An SVD-style video U-Net (VideoResBlock, SpatialVideoTransformer, c_concat, y)."""
+    import_comfy()
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+    cfg = dict(_unet_config(False), in_channels=8, use_linear_in_transformer=True, adm_in_channels=768,
+               num_classes="sequential", use_temporal_attention=True, use_temporal_resblock=True,
+               extra_ff_mix_layer=True, use_spatial_context=True, merge_strategy="learned_with_images",
+               merge_factor=0.0, video_kernel_size=[3, 1, 1], disable_temporal_crossattention=False,
+               channel_mult=[1, 2], num_res_blocks=[1, 1], transformer_depth=[1, 1],
+               transformer_depth_output=[1, 1, 1, 1])
+    config = comfy.supported_models.SVD_img2vid(cfg)
+    config.unet_config["num_head_channels"] = 16
+    model = comfy.model_base.SVD_img2vid(config)
+    _init_random(model.diffusion_model, seed)
+    return comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+
+
 def conds(kind="sd15", seed=1, batch=1):
     g = torch.Generator().manual_seed(seed)
     out = []

@@ -7,7 +7,7 @@ import torch
 
 from deepcache_plugin.core import DeepCacheConfig, StepKind, plan_run
 
-from .comfy_host import CallLog, conds, deepcache, import_comfy, requires_comfy, sample, tiny_model
+from .comfy_host import CTX, CallLog, conds, deepcache, import_comfy, requires_comfy, sample, tiny_model
 
 pytestmark = requires_comfy
 
@@ -323,6 +323,23 @@ def test_sdxl_label_embedding_and_lower_precision():
     model = tiny_model("sdxl", dtype=torch.bfloat16)
     out = sample(deepcache(model), "sdxl", steps=5)
     assert torch.isfinite(out).all()
+
+
+def test_svd_video_unet():
+    from .comfy_host import tiny_svd
+    model = tiny_svd()
+    frames = 4
+    latent = torch.zeros(frames, 4, 16, 16)
+    g = torch.Generator().manual_seed(5)
+    pos, neg = ([[torch.randn(1, 1, CTX, generator=g), {"concat_latent_image": torch.zeros(1, 4, 16, 16), "fps": 6,
+                 "motion_bucket_id": 127, "augmentation_level": 0.0}]] for _ in range(2))
+    kw = dict(steps=6, cfg=2.5, scheduler="karras", latent=latent, positive=pos, negative=neg)
+    ref = sample(model, **kw)
+    assert torch.equal(sample(deepcache(model, cache_interval=1), **kw), ref)
+    cached = deepcache(model)
+    log = CallLog(cached)
+    out = sample(cached, **kw)
+    assert torch.isfinite(out).all() and "".join("F" if m else "C" for _, m, _ in log.calls) == "FCCFCC"
 
 
 # 8. not a U-Net / bad input --------------------------------------------------------------------------
