@@ -40,7 +40,9 @@ def _speed_section(speed: dict) -> list[str]:
         out.append("")
     if speed.get("comfyui"):
         c = speed["comfyui"]
-        out += ["### Through ComfyUI's own UNetModel (`COMFYUI_PATH` set)", ""]
+        out += ["### Through ComfyUI's own UNetModel and the DeepCache node (`COMFYUI_PATH` set)", "",
+                f"Command: `{c.get('command', '')}`  ",
+                f"Machine: {machine_line(c['machine'])}" if c.get("machine") else "", ""]
         for line in c.get("lines", []):
             out.append(line)
         out.append("")

@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from .common import command_line, interleaved_times, machine, median_ratio, sibling, write_json
+from .common import command_line, interleaved_times, machine, median_ratio, read_json, sibling, write_json
 
 _core, _cost = sibling("core"), sibling("core.cost")
 DeepCacheConfig, describe_unet, shared_store, unet_forward = (
@@ -173,6 +173,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--out", default="speed.json", help="file name under bench/results/")
     ap.add_argument("--no-docs", action="store_true", help="do not regenerate docs/benchmarks.md")
+    ap.add_argument("--comfy-only", action="store_true",
+                    help="with COMFYUI_PATH: only the ComfyUI measurement, merged into the existing results file")
+    ap.add_argument("--comfy-steps", type=int, default=6, help="sampler steps of the ComfyUI whole-run timing")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,13 +183,18 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 7)
     info = machine()
     print(f"bench.speed on {info['cpu']}, {info['cores']} cores, torch {info['torch']}; rounds {repeats}")
-    results = dict(machine=info, command=command_line("bench.speed", argv),
-                   models={})
-    for name in models:
-        results["models"][name] = run_model(name, repeats)
+    results = dict(machine=info, command=command_line("bench.speed", argv), models={})
+    if args.comfy_only:
+        if not os.environ.get("COMFYUI_PATH"):
+            ap.error("--comfy-only needs COMFYUI_PATH")
+        results = read_json(args.out) or results
+    else:
+        for name in models:
+            results["models"][name] = run_model(name, repeats)
     if os.environ.get("COMFYUI_PATH"):
         from . import comfy_speed
-        results["comfyui"] = comfy_speed.run(os.environ["COMFYUI_PATH"], repeats)
+        results["comfyui"] = comfy_speed.run(os.environ["COMFYUI_PATH"], repeats, steps=args.comfy_steps)
+        results["comfyui"].update(machine=machine(), command="COMFYUI_PATH=... " + command_line("bench.speed", argv))
     path = write_json(args.out, results)
     print(f"wrote {path}")
     if not args.no_docs and args.out == "speed.json":
