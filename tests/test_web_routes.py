@@ -3,6 +3,7 @@ the sigmas ComfyUI's own KSampler / BasicScheduler use; the FLOP table is core.c
 import asyncio
 
 import pytest
+
 from deepcache_plugin.core import DeepCacheConfig, StepKind, plan_run
 from deepcache_plugin.nodes import routes
 
@@ -71,7 +72,8 @@ def test_plan_is_plan_run_over_the_hosts_sigmas(q):
             sigmas = sigmas[q["start_step"]:]
     cfg = DeepCacheConfig(interval=q["interval"], schedule=q.get("schedule", "uniform"),
                           start_percent=q.get("start_percent", 0.0), end_percent=q.get("end_percent", 1.0))
-    expected = plan_run(cfg, sigmas.tolist(), ms.percent_to_sigma(cfg.start_percent), ms.percent_to_sigma(cfg.end_percent))
+    expected = plan_run(cfg, sigmas.tolist(), ms.percent_to_sigma(cfg.start_percent),
+                        ms.percent_to_sigma(cfg.end_percent))
     out = routes.plan_response({k: str(v) for k, v in q.items()} | {"arch": "sd15"})
     assert out["plan"] == [k.value for k in expected]
     assert out["cached_steps"] == sum(k is StepKind.CACHED for k in expected)

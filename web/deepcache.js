@@ -23,7 +23,7 @@ const SETTING = {
   arch: "DeepCache.Panel.architecture",
   strip: "DeepCache.Panel.show_strip",
 };
-const PANEL_HEIGHT = 112;
+const PANEL_HEIGHT = 126;
 
 const lastRun = new Map(); // node id (string) -> deepcache.stats payload
 const cache = new PlanCache(async (url) => {
@@ -40,9 +40,13 @@ const cache = new PlanCache(async (url) => {
 let version = 0; // bumped on every visible change; the sidebar re-renders when it moves
 const sidebarRoots = new Set();
 
+// Two copies of the pack (a git clone and a Manager install) must not register twice.
+const FIRST_COPY = !window.DeepCachePanel;
+if (!FIRST_COPY) console.warn("DeepCache: another copy of the panel is already loaded; this one stays idle");
+
 // Registered when this module loads, before any prompt can run: the front end drops
 // custom message types that have no listener yet.
-api.addEventListener(STATS_EVENT, (ev) => {
+if (FIRST_COPY) api.addEventListener(STATS_EVENT, (ev) => {
   const d = ev.detail;
   if (!d || d.node == null) return;
   lastRun.set(String(d.node), { ...d, at: Date.now() });
@@ -75,6 +79,7 @@ function injectStyle() {
 .deepcache-panel{font:11px/1.35 sans-serif;color:var(--input-text,#ddd);display:flex;flex-direction:column;gap:3px;
   padding:2px 4px;box-sizing:border-box;overflow:hidden;pointer-events:auto}
 .deepcache-panel .dc-line{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.deepcache-panel .dc-info{white-space:normal;max-height:2.8em}
 .deepcache-panel .dc-speedup{font-weight:bold;color:#f0a04b}
 .deepcache-strip{display:flex;gap:1px;height:16px;min-height:16px;align-items:stretch}
 .deepcache-strip .dc-cell{flex:1 1 0;min-width:1px;border-radius:2px}
@@ -171,7 +176,7 @@ function attachPanel(node) {
   renderNode(node);
 }
 
-const fetchPlan = debounce((key, node, params) => {
+const fetchPlan = debounce((_nodeId, node, params, key) => {
   cache.get(params).then((resp) => {
     const st = node.__deepcache;
     if (!st || st.key !== key) return;
@@ -219,7 +224,7 @@ function update(node) {
     version++;
   } else {
     renderNode(node);
-    fetchPlan(String(node.id), node, params);
+    fetchPlan(String(node.id), node, params, key);
   }
 }
 
@@ -339,7 +344,7 @@ function applyDefaults(node) {
   set("end_percent", SETTING.end);
 }
 
-app.registerExtension({
+if (FIRST_COPY) app.registerExtension({
   name: EXT,
   settings: [
     { id: SETTING.interval, category: ["DeepCache", "New node defaults", "cache_interval"], name: "cache_interval of a new DeepCache node",
@@ -393,7 +398,7 @@ app.registerExtension({
 });
 
 // For tests and curious users: window.DeepCachePanel.state(id)
-window.DeepCachePanel = {
+if (FIRST_COPY) window.DeepCachePanel = {
   state(id) {
     const node = app.graph?.getNodeById?.(id);
     const st = node?.__deepcache;
