@@ -19,15 +19,7 @@ ext = E.load_extension()
 
 @pytest.fixture(autouse=True)
 def fresh_state(monkeypatch):
-    from modules import shared
-    shared.state.interrupted, shared.state.interrupt_at = False, None
-    shared.opts.data.clear()
-    monkeypatch.setattr(E.package("a1111.ldm_patch"), "try_block_costs", lambda *a, **k: None)
-    # tiny U-Nets: one thread avoids OpenMP spin-waits when the machine is busy
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    E.reset_host_state(monkeypatch)
 
 
 @pytest.fixture(scope="module")

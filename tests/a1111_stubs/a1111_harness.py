@@ -21,6 +21,14 @@ def load_extension():
     return module
 
 
+def reset_host_state(monkeypatch):
+    """A clean web UI state per test; the FLOP estimate is tested on its own, elsewhere it only costs time."""
+    from modules import shared
+    shared.state.interrupted, shared.state.interrupt_at = False, None
+    shared.opts.data.clear()
+    monkeypatch.setattr(package("a1111.ldm_patch"), "try_block_costs", lambda *a, **k: None)
+
+
 def package(name):
     return importlib.import_module("sd_deepcache_ext." + name)
 
