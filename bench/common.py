@@ -50,7 +50,8 @@ def machine() -> dict:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}, "
+    mhz = f" at {m['cpu_mhz'] / 1000:.2f} GHz" if m.get("cpu_mhz") else ""
+    return (f"{m['cpu']}{mhz}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}, "
             f"Python {m['python']}, {m['date']}")
 
 
