@@ -147,6 +147,12 @@ def _summary(speed, q, d) -> list[str]:
                 r = m["branches"]["0"]["intervals"]["3"]
                 out.append(f"| {m['label']}, b=0, N=3 | ×{r['measured']:.2f} / ×{r['ceiling']:.2f} "
                            f"(efficiency {r['efficiency']:.3f}) | `python3 -m bench.speed` |")
+    if speed and speed.get("comfyui"):
+        r = speed["comfyui"]["runs"]
+        out.append(f"| ComfyUI node on ComfyUI's UNetModel (SD1.5, {r['side']}×{r['side']} latent), "
+                   f"whole KSampler-path runs, N=3, b=0 | ×{r['speedup']:.2f} / ×{r['ceiling']:.2f} "
+                   f"(efficiency {r['efficiency']:.3f}) "
+                   f"| `COMFYUI_PATH=... python3 -m bench.speed --comfy-only` |")
     if d:
         out.append(f"| demo, default settings: wall time, PSNR, accuracy full → DeepCache "
                    f"| ×{d['wall_time_ratio']:.2f}, {d['psnr_db']:.1f} dB, "
@@ -169,7 +175,8 @@ def _readme_snippet(speed, q, d) -> list[str]:
     body = ["## Speed and quality", ""]
     if d:
         body += [f"![DeepCache demo](docs/figures/{os.path.basename(d['out'])})", "",
-                 f"`python3 -m demo` on {d['machine']['cpu']} ({d['machine']['cores']} cores): "
+                 f"`python3 -m demo` on {d['machine']['cpu']} ({d['machine']['cores']} cores, "
+                 f"{d['machine']['torch_threads']} torch thread(s)): "
                  f"{d['samples']} digits from the embedded demo U-Net, DDIM-{d['steps']}, full U-Net (left) vs "
                  f"DeepCache at the default settings (right): ×{d['wall_time_ratio']:.2f} wall time, "
                  f"{d['full_evals']} full + {d['cached_evals']} cached U-Net evaluations, {d['psnr_db']:.1f} dB PSNR "

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+
 from deepcache_plugin.bench import report, speed
 from deepcache_plugin.bench.common import interleaved_times, machine, median_ratio
 

@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+
 from deepcache_plugin.core import DeepCacheConfig, Mode
 from deepcache_plugin.demo.model import (
     DEMO_DIGITS,
