@@ -114,6 +114,12 @@ def estimated_speedup(interval: int, cached_fraction: float) -> float:
     return interval / (1 + (interval - 1) * cached_fraction)
 
 
+def speedup_from_counts(full: int, cached: int, cached_fraction: float) -> Optional[float]:
+    """U-Net time of `full` full and `cached` cached evaluations next to all full ones."""
+    total = full + cached
+    return total / (full + cached * cached_fraction) if total else None
+
+
 def try_block_costs(make_ops, x, depth) -> Optional[BlockCosts]:
     """block_costs, or None where the model's ops cannot run on fake tensors."""
     try:

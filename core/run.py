@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Hashable, Optional, Sequence
 
 from .config import DeepCacheConfig
+from .cost import speedup_from_counts
 from .schedule import StepKind, plan_run
 from .store import RunCache
 
@@ -136,10 +137,9 @@ class RunState:
     def summary(self) -> RunSummary:
         cached = sum(1 for modes in self._step_modes.values() if modes == {Mode.CACHED})
         steps = len(self._step_modes)
-        total = self.full_evals + self.cached_evals
         speedup = None
-        if self.cost_fraction is not None and total:
-            speedup = total / (self.full_evals + self.cached_evals * self.cost_fraction)
+        if self.cost_fraction is not None:
+            speedup = speedup_from_counts(self.full_evals, self.cached_evals, self.cost_fraction)
         return RunSummary(steps=steps, full_steps=steps - cached, cached_steps=cached,
                           full_evals=self.full_evals, cached_evals=self.cached_evals,
                           estimated_speedup=speedup, disabled_reason=self.disabled_reason)

@@ -21,6 +21,7 @@ import threading
 from typing import Mapping
 
 from ..core.config import ConfigError, DeepCacheConfig
+from ..core.cost import speedup_from_counts
 from ..core.schedule import StepKind, plan_run
 
 log = logging.getLogger("DeepCache")
@@ -147,14 +148,14 @@ def plan_response(params: Mapping[str, str], sigmas_fn=host_sigmas) -> dict:
     arch = params.get("arch")
     if arch:
         costs = arch_costs(arch, *_size(params, arch))
-        if config.branch >= costs["depth"]:
-            out["branch_error"] = (f"cache_branch {config.branch} does not exist in {costs['label']}: "
-                                   f"use 0..{costs['depth'] - 1}")
+        try:
+            config.check_branch(costs["depth"])
+        except ConfigError as e:
+            out["branch_error"] = f"{costs['label']}: {e}"
         else:
             s = costs["branches"][config.branch]["cached_fraction"]
-            full, cached = out["full_steps"], out["cached_steps"]
-            # the same estimate RunState.summary reports after a run (one eval per step here)
-            out["estimated_speedup"] = (full + cached) / (full + cached * s) if plan else None
+            # the same estimate RunState.summary reports after a run (one evaluation per step here)
+            out["estimated_speedup"] = speedup_from_counts(out["full_steps"], out["cached_steps"], s)
             out["cached_fraction"] = s
             out["branch_info"] = costs["branches"][config.branch]
         out["arch"] = {k: costs[k] for k in ("arch", "label", "depth", "width", "height")}

@@ -87,7 +87,7 @@ def test_plan_is_plan_run_over_the_hosts_sigmas(q):
 def test_branch_outside_the_architecture_and_empty_runs():
     import_comfy()
     out = routes.plan_response({"steps": "20", "branch": "10", "arch": "sdxl"})
-    assert "use 0..8" in out["branch_error"] and "estimated_speedup" not in out
+    assert "must be 0..8" in out["branch_error"] and "estimated_speedup" not in out
     assert routes.plan_response({"steps": "20", "start_step": "20"})["plan"] == []
     with pytest.raises(routes.BadRequest, match="steps"):
         routes.plan_response({"steps": "0"})
