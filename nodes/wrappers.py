@@ -156,16 +156,21 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     return rest.execute(*args, **kwargs)
 
 
+@torch.compiler.disable  # plain Python bookkeeping: a compiled forward gets one graph per mode
+def _decide(run: Optional[RunState], transformer_options, x):
+    sigmas = transformer_options.get("sigmas")
+    if run is None or sigmas is None:
+        return Mode.PASSTHROUGH, None
+    keys = _keys(transformer_options, x)
+    return run.decide(float(sigmas.reshape(-1)[0]), keys), keys
+
+
 def deepcache_forward(original, unet, x, timesteps=None, context=None, y=None, control=None,
                       transformer_options={}, **kwargs):
     """UNetModel._forward with DeepCache: the host's own, our full forward storing the
     deep feature, or the shallow branch on the stored one."""
     run: Optional[RunState] = transformer_options.get(RUN_KEY)
-    sigmas = transformer_options.get("sigmas")
-    if run is None or sigmas is None:
-        return original(x, timesteps, context, y, control, transformer_options, **kwargs)
-    keys = _keys(transformer_options, x)
-    mode = run.decide(float(sigmas.reshape(-1)[0]), keys)
+    mode, keys = _decide(run, transformer_options, x)
     if mode is Mode.PASSTHROUGH:
         return original(x, timesteps, context, y, control, transformer_options, **kwargs)
     branch = run.config.branch
