@@ -15,11 +15,10 @@ from ..core import RunState
 
 
 class SamplerRun:
-    def __init__(self, state: RunState, second_order: bool, denoiser=None, label: str = "", host=None):
+    def __init__(self, state: RunState, denoiser=None, label: str = "", host=None):
         self.state = state
         self.label = label
         self.host = host
-        self.second_order = second_order
         self.denoiser = denoiser          # the CFG denoiser the sampler calls
         self.sigma: Optional[float] = None
         self.expected_rows: Optional[int] = None  # rows of this evaluation's CFG batch, where known

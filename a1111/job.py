@@ -90,7 +90,7 @@ class Job:
             second_order = bool(options.get("second_order", False))
             state = RunState(cfg, levels, depth, shared_store(host.unet).open_run(), start, end,
                              mid_step_callback=second_order)
-            run = SamplerRun(state, second_order, denoiser=model,
+            run = SamplerRun(state, denoiser=model,
                              label="hires pass" if hires else "base pass", host=host)
             host.attach(run)
             ACTIVE.append(run)

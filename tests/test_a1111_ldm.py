@@ -46,7 +46,7 @@ def test_full_step_is_bit_identical_to_ldm_forward(model):
         expected2 = unet(x2, t, context=c)
         state = core.RunState(core.DeepCacheConfig(interval=3), [5.0, 2.0, 1.0, 0.0], 12,
                               core.shared_store(unet).open_run())
-        run = clock.SamplerRun(state, False)
+        run = clock.SamplerRun(state)
         patch = ldm_patch.LdmPatch(unet, 12, 0, run)
         patch.install()
         try:
@@ -86,7 +86,7 @@ def test_uses_the_hosts_resizing_cat(model, monkeypatch):
     with torch.no_grad():
         expected = unet(x, t, context=c)
         state = core.RunState(core.DeepCacheConfig(interval=2), [5.0, 1.0, 0.0], 12, core.shared_store(unet).open_run())
-        run = clock.SamplerRun(state, False)
+        run = clock.SamplerRun(state)
         patch = ldm_patch.LdmPatch(unet, 12, 0, run)
         patch.install()
         try:

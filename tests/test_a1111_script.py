@@ -184,7 +184,7 @@ def test_failure_falls_back_to_the_normal_forward(sd15, monkeypatch, capsys):
 def test_extra_calls_beyond_the_cfg_batch_are_not_cached():
     core, clock = E.package("core"), E.package("a1111.clock")
     state = core.RunState(core.DeepCacheConfig(interval=2), [3.0, 1.0, 0.0], 12, core.CacheStore().open_run())
-    run = clock.SamplerRun(state, False, denoiser="cfg", host=E.package("a1111.hosts").A1111Host)
+    run = clock.SamplerRun(state, denoiser="cfg", host=E.package("a1111.hosts").A1111Host)
     run.begin_evaluation(3.0)
     E.package("a1111.job").ACTIVE.append(run)
     try:

@@ -97,7 +97,7 @@ def test_wrapper_full_step_equals_kmodel_and_cached_step_skips(forge):
     core, clock, fp = E.package("core"), E.package("a1111.clock"), E.package("a1111.forge_patch")
     state = core.RunState(core.DeepCacheConfig(interval=3), [4.0, 2.0, 1.0, 0.0], 12,
                           core.shared_store(forge.unet).open_run())
-    run = clock.SamplerRun(state, False)
+    run = clock.SamplerRun(state)
     wrapper = fp.ForgeWrapper(12, 0)
     wrapper.run = run
     seen = {"ours": [], "forge": []}
