@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from .common import ROOT, interleaved_times
+from .common import ROOT, fill_random, interleaved_times
 
 PACKAGE = "deepcache_plugin"
 
@@ -61,15 +61,7 @@ def sd15_patcher(unet_config=None, seed=0):
     import comfy.supported_models
     config = comfy.supported_models.SD15(dict(unet_config or SD15_UNET))
     model = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.EPS)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # ComfyUI's layers skip weight init; fill like a trained net's scale
-        for name, p in model.diffusion_model.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(math.prod(p.shape[1:])))
-            elif name.endswith("weight"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
+    fill_random(model.diffusion_model, seed)
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
 

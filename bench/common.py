@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -25,6 +26,20 @@ def sibling(name: str):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 FIGURES = os.path.join(ROOT, "docs", "figures")
+
+
+@torch.no_grad()
+def fill_random(module: torch.nn.Module, seed: int = 0) -> None:
+    """Fan-in scaled random weights, unit norms, zero biases: ComfyUI's layers skip
+    weight init, and a random U-Net needs a trained net's scale to stay finite."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in module.named_parameters():
+        if p.ndim >= 2:
+            p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(math.prod(p.shape[1:])))
+        elif name.endswith("weight"):
+            p.fill_(1.0)
+        else:
+            p.zero_()
 
 
 def machine() -> dict:

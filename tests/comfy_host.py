@@ -1,11 +1,12 @@
 """A real ComfyUI (COMFYUI_PATH) imported as a library, and tiny random-weight
 SD1.5- and SDXL-style models built with its own classes."""
-import math
 import os
 import sys
 
 import pytest
 import torch
+
+from deepcache_plugin.bench.common import fill_random
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 requires_comfy = pytest.mark.skipif(not COMFYUI_PATH, reason="COMFYUI_PATH is not set")
@@ -41,15 +42,8 @@ def _unet_config(sdxl):
 
 
 def _init_random(module, seed):
-    gen = torch.Generator().manual_seed(seed)
+    fill_random(module, seed)
     with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(math.prod(p.shape[1:])))
-            elif name.endswith("weight"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
         module.out[-1].weight.mul_(0.05)  # keep eps of a random model near unit scale
 
 
