@@ -105,7 +105,7 @@ class RunState:
             from_sigma = sum(1 for s in inner if s > sigma + tol)
         else:
             from_sigma = sum(1 for s in inner if s >= sigma - tol)
-        return min(max(self.step, from_sigma), max(len(self.plan) - 1, 0))
+        return max(self.step, from_sigma)
 
     def decide(self, sigma: float, keys: Sequence[Hashable]) -> Mode:
         """The mode of one model call whose rows belong to keys (one per chunk)."""
@@ -117,7 +117,8 @@ class RunState:
         if self.disabled_reason is not None or not self.plan:
             return Mode.PASSTHROUGH
         step = self.step_for(sigma)
-        kind = self.plan[step]
+        # past the plan (adaptive samplers count their own steps): nothing to reuse safely
+        kind = self.plan[step] if step < len(self.plan) else StepKind.OFF
         if repeated or kind is StepKind.OFF:
             # a second call for the same conditioning in one evaluation (PAG, SAG,
             # SLG perturbed passes) must neither read nor overwrite the cache

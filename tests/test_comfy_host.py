@@ -105,6 +105,14 @@ def test_full_evaluations_follow_the_schedule(sampler):
     assert "".join("F" if mid else "C" for _, mid, _ in log.calls) == expected
 
 
+@pytest.mark.parametrize("sampler", ["dpm_adaptive", "dpm_fast", "heunpp2", "sa_solver"])
+def test_samplers_with_their_own_step_counts_run(sampler):
+    model = deepcache(tiny_model())
+    log = CallLog(model)
+    out = sample(model, steps=6, sampler=sampler)
+    assert torch.isfinite(out).all() and log.calls[0][1]
+
+
 # 4. a separate cache per conditioning and batch shape ---------------------------------------------
 def test_split_cond_uncond_calls_match_batched_calls(monkeypatch):
     model = tiny_model()

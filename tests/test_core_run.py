@@ -79,6 +79,17 @@ def test_second_call_of_same_conditioning_in_one_evaluation_passes_through():
     assert run.decide(SIGMAS[1], ["cond"]) is Mode.PASSTHROUGH
 
 
+def test_steps_past_the_plan_pass_through():
+    run = new_run()
+    for i in range(12):  # an adaptive sampler reporting more steps than the schedule has
+        run.begin_evaluation()
+        mode = run.decide(SIGMAS[-2], ["c"])
+        if mode is Mode.FULL:
+            run.cache.write(["c"], torch.zeros(1))
+        run.on_callback(i)
+    assert mode is Mode.PASSTHROUGH and run.step_for(SIGMAS[-2]) == 11
+
+
 def test_disabled_run_passes_everything_through():
     run = new_run()
     run.disable("boom")
