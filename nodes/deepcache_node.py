@@ -41,7 +41,7 @@ class DeepCacheNode(io.ComfyNode):
                     "runs the whole U-Net.")),
                 io.Combo.Input("schedule", options=list(SCHEDULES), default=d.schedule, tooltip=(
                     "uniform: refresh every N-th step. non-uniform: the paper's schedule, with refresh "
-                    "steps denser around the center; better at large intervals.")),
+                    "steps denser around the center (the paper reports it better at large intervals).")),
                 io.Float.Input("center", default=d.center, min=0.0, max=1.0, step=0.01, optional=True, tooltip=(
                     "non-uniform only: where refresh steps are densest, as a fraction of the steps "
                     "(the paper's c=15 of 50 steps = 0.3).")),
