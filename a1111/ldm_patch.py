@@ -8,19 +8,15 @@ A1111 replaces with one that resizes mismatched skips.
 from __future__ import annotations
 
 import sys
-import weakref
 from typing import Optional
 
 import torch
 
 from ..core import Mode, unet_forward
-from ..core.cost import try_block_costs
+from ..core.cost import architecture_costs
 from ..core.ldm_ops import LdmOps, host_timestep_embedding
 from .clock import SamplerRun
 from .log import log_once
-
-# one FLOP count per U-Net and input shape: it only feeds the speed-up estimate
-_costs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def host_cat(unet):
@@ -73,12 +69,9 @@ class LdmPatch:
         x, timesteps = x[:1], timesteps[:1]
         context = None if context is None else context[:1]
         y = None if y is None else y[:1]
-        per_unet = _costs.setdefault(self.unet, {})
-        key = (tuple(x.shape), None if context is None else tuple(context.shape))
-        if key not in per_unet:
-            per_unet[key] = try_block_costs(lambda: self._ops(timesteps, context, y), x, self.depth)
-        if per_unet[key] is not None:
-            self.run.state.cost_fraction = per_unet[key].cached_fraction(self.branch)
+        costs = architecture_costs(self.unet, lambda: self._ops(timesteps, context, y), x, context)
+        if costs is not None:
+            self.run.state.cost_fraction = costs.cached_fraction(self.branch)
 
     def forward(self, x, timesteps=None, context=None, y=None, *args, **kwargs):
         state = self.run.state

@@ -126,3 +126,17 @@ def try_block_costs(make_ops, x, depth) -> Optional[BlockCosts]:
         return block_costs(make_ops, x, depth)
     except Exception:  # an estimate must never stop sampling
         return None
+
+
+_known_costs: dict = {}
+
+
+def architecture_costs(unet, make_ops, x: torch.Tensor, context: Optional[torch.Tensor]) -> Optional[BlockCosts]:
+    """try_block_costs, counted once per U-Net architecture and input size: hosts reload
+    the same checkpoint as new objects, and the counting costs a second or two."""
+    arch = (type(unet).__qualname__, getattr(unet, "model_channels", None), len(unet.input_blocks),
+            sum(p.numel() for p in unet.parameters()))
+    key = (arch, tuple(x.shape[1:]), None if context is None else tuple(context.shape[1:]))
+    if key not in _known_costs:
+        _known_costs[key] = try_block_costs(make_ops, x, len(unet.input_blocks))
+    return _known_costs[key]

@@ -19,7 +19,7 @@ import comfy.patcher_extension as pe
 import torch
 
 from ..core import DeepCacheConfig, Mode, RunState, describe_unet, shared_store, unet_forward
-from ..core.cost import BlockCosts, try_block_costs
+from ..core.cost import architecture_costs
 from .comfy_ops import ComfyUNetOps
 from .report import report_run
 from .sampler_kind import calls_back_mid_step
@@ -120,24 +120,12 @@ def _keys(transformer_options, x):
     return [(i, shape, x.dtype) for i in ids]
 
 
-_costs: dict = {}
-
-
-def _architecture(unet) -> tuple:
-    """Equal for two loads of the same checkpoint architecture (ComfyUI reloads models)."""
-    return (type(unet).__qualname__, unet.model_channels, len(unet.input_blocks),
-            sum(p.numel() for p in unet.parameters()))
-
-
 @torch.compiler.disable  # fake-tensor counting is never traced by a compiled forward
 def _cost_fraction(unet, branch, x, timesteps, context, y, transformer_options, kwargs) -> Optional[float]:
     """S(b) for this architecture and latent size, counted once on fake tensors."""
-    key = (_architecture(unet), tuple(x.shape[1:]), None if context is None else tuple(context.shape[1:]))
-    if key not in _costs:
-        probe_options = {k: v for k, v in transformer_options.items() if k not in ("patches", "patches_replace")}
-        _costs[key] = try_block_costs(
-            lambda: ComfyUNetOps(unet, timesteps, context, y, None, probe_options, kwargs), x, len(unet.input_blocks))
-    costs: Optional[BlockCosts] = _costs[key]
+    probe_options = {k: v for k, v in transformer_options.items() if k not in ("patches", "patches_replace")}
+    costs = architecture_costs(
+        unet, lambda: ComfyUNetOps(unet, timesteps, context, y, None, probe_options, kwargs), x, context)
     return None if costs is None else costs.cached_fraction(branch)
 
 

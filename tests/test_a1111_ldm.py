@@ -206,11 +206,9 @@ def test_batch_shape_changes_between_steps(model):
 
 
 def test_flop_estimate_in_summary(model, monkeypatch):
-    import weakref
-
-    from sd_deepcache_ext.core.cost import try_block_costs
-    monkeypatch.setattr(E.package("a1111.ldm_patch"), "try_block_costs", try_block_costs)
-    monkeypatch.setattr(E.package("a1111.ldm_patch"), "_costs", weakref.WeakKeyDictionary())
+    from sd_deepcache_ext.core import cost
+    monkeypatch.setattr(E.package("a1111.ldm_patch"), "architecture_costs", cost.architecture_costs)
+    monkeypatch.setattr(cost, "_known_costs", {})
     p, _ = E.generate(ext, model, E.script_args(interval=3), steps=6)
     (_, s), = summaries(p)
     assert s.estimated_speedup is not None and 1.5 < s.estimated_speedup < 3.0

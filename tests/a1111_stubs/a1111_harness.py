@@ -26,7 +26,7 @@ def reset_host_state(monkeypatch):
     from modules import shared
     shared.state.interrupted, shared.state.interrupt_at = False, None
     shared.opts.data.clear()
-    monkeypatch.setattr(package("a1111.ldm_patch"), "try_block_costs", lambda *a, **k: None)
+    monkeypatch.setattr(package("a1111.ldm_patch"), "architecture_costs", lambda *a, **k: None)
 
 
 def package(name):
