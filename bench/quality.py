@@ -53,7 +53,7 @@ def evaluate(model, noise, labels, sigmas, config, fractions, reference, clf, gu
         s = res.summary
         row.update(interval=config.interval, branch=config.branch, schedule=config.schedule,
                    center=config.center, power=config.power, psnr=psnr(res.images, reference),
-                   flop_speedup=s.estimated_speedup, full_evals=s.full_evals, cached_evals=s.cached_evals,
+                   flop_speedup=res.flop_speedup, full_evals=s.full_calls, cached_evals=s.cached_calls,
                    plan=plan_string(res.plan))
     return row, res.images
 

@@ -10,7 +10,7 @@ Measured in one process after a warm-up, calls interleaved round by round:
 
   F  = the U-Net's own forward (no DeepCache code: the baseline step)
   R  = a refresh step: core.unet_forward over the whole U-Net, storing the deep feature
-  I1 = a step at interval 1: RunState.decide + the U-Net's own forward (PASSTHROUGH)
+  I1 = a step at interval 1: core.call_unet (decision, timing) + the U-Net's own forward (PASSTHROUGH)
   S_b = a cached step of branch b: core.unet_forward of the shallow branch on the stored feature
 
 Per-step ratios are medians of per-round ratios. Measured speed-up of interval N:
@@ -38,7 +38,7 @@ DeepCacheConfig, describe_unet, shared_store, unet_forward = (
     _core.DeepCacheConfig, _core.describe_unet, _core.shared_store, _core.unet_forward)
 block_costs, branch_cost_fractions, estimated_speedup = (
     _cost.block_costs, _cost.branch_cost_fractions, _cost.estimated_speedup)
-LdmOps = sibling("core.ldm_ops").LdmOps
+LdmOps, call_unet, open_call = _core.LdmOps, _core.call_unet, sibling("core.call").open_call
 U = sibling("demo.unet")
 open_run = sibling("demo.sampling").open_run
 
@@ -95,7 +95,7 @@ def measure_unet(unet, x, t, ctx, y, *, repeats: int, branches=BRANCHES, interva
         caches = {}
         for b in branches:
             cache = shared_store(unet).open_run()
-            unet_forward(make_ops(), x, depth, b, store_deep=lambda h, c=cache: c.write(keys, h))
+            cache.write(keys, unet_forward(make_ops(), x, depth, b)[1])
             caches[b] = cache
         refresh_cache = shared_store(unet).open_run()
         run1 = open_run(unet, DeepCacheConfig(interval=1), [1.0, 0.5, 0.0])
@@ -104,13 +104,13 @@ def measure_unet(unet, x, t, ctx, y, *, repeats: int, branches=BRANCHES, interva
             return baseline_fn() if baseline_fn is not None else unet(x, t, ctx, y)
 
         def refresh():
-            return unet_forward(make_ops(), x, depth, 0,
-                                store_deep=lambda h: refresh_cache.write(keys, h))
+            out, deep = unet_forward(make_ops(), x, depth, 0)
+            refresh_cache.write(keys, deep)
+            return out
 
-        def interval1():  # the decision, then the host's own forward
+        def interval1():  # the per-call path, then the host's own forward
             run1.begin_evaluation()
-            run1.decide(1.0, keys)
-            return baseline()
+            return call_unet(lambda: open_call(run1, keys, x), baseline, lambda call: (None, None))
 
         fns = {"F": baseline, "R": refresh, "I1": interval1}
         for b in branches:

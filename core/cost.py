@@ -1,5 +1,7 @@
-"""What a cached step costs next to a full one: FLOPs per block, counted once per
-model and latent size with torch's FlopCounterMode on fake tensors (no compute).
+"""What a cached step costs next to a full one: FLOPs per block, counted with torch's
+FlopCounterMode on fake or meta tensors (no compute). Never on the sampling path: the
+run reports measured time; this model serves previews (the ComfyUI panel, the A1111 tab)
+and the benchmarks' ceilings, once per architecture and size (one memo, one lock).
 
 S(b) = (embeddings + input blocks 0..b + output blocks L-1-b..L-1 + out) / full,
 and the ideal speed-up of interval N is N / (1 + (N-1) S).
@@ -7,6 +9,7 @@ and the ideal speed-up of interval N is N / (1 + (N-1) S).
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -88,12 +91,17 @@ class _CountingOps:
     def skip_output_block(self, i):
         self.ops.skip_output_block(i)
 
+    def keep(self, h):
+        return self.ops.keep(h)
 
-def block_costs(make_ops: Callable[[], object], x: torch.Tensor, depth: int, *, fake: bool = True) -> BlockCosts:
+
+def block_costs(make_ops: Callable[[], object], x: torch.Tensor, depth: int) -> BlockCosts:
     """Count FLOPs of one full forward of the ops make_ops() builds on input x.
 
-    With fake=True the forward runs on fake tensors: shapes only, no compute, no memory.
+    A real module runs on fake tensors, a meta one on meta tensors: shapes only, no
+    compute, no memory.
     """
+    fake = not x.is_meta
     ctx = contextlib.nullcontext()
     if fake:
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -128,15 +136,18 @@ def try_block_costs(make_ops, x, depth) -> Optional[BlockCosts]:
         return None
 
 
-_known_costs: dict = {}
+_memo: dict = {}
+_lock = threading.Lock()
 
 
-def architecture_costs(unet, make_ops, x: torch.Tensor, context: Optional[torch.Tensor]) -> Optional[BlockCosts]:
-    """try_block_costs, counted once per U-Net architecture and input size: hosts reload
-    the same checkpoint as new objects, and the counting costs a second or two."""
+def architecture_costs(unet, make_ops, x: torch.Tensor, context: Optional[torch.Tensor] = None,
+                       ) -> Optional[BlockCosts]:
+    """try_block_costs, counted once per U-Net architecture and input size (hosts reload the
+    same checkpoint as new objects, and a count takes seconds), one count at a time."""
     arch = (type(unet).__qualname__, getattr(unet, "model_channels", None), len(unet.input_blocks),
             sum(p.numel() for p in unet.parameters()))
     key = (arch, tuple(x.shape[1:]), None if context is None else tuple(context.shape[1:]))
-    if key not in _known_costs:
-        _known_costs[key] = try_block_costs(make_ops, x, len(unet.input_blocks))
-    return _known_costs[key]
+    with _lock:
+        if key not in _memo:
+            _memo[key] = try_block_costs(make_ops, x, len(unet.input_blocks))
+        return _memo[key]

@@ -16,7 +16,8 @@ import torch
 
 
 class RunCache:
-    """The deep features of one run, one buffer per (conditioning, batch shape).
+    """The deep features of one run, one buffer per (conditioning, batch shape), with
+    the sampler step each was computed at.
 
     Buffers are allocated on the first write of a key and overwritten in place on
     later refresh steps, so a run allocates once per key and dtype.
@@ -26,20 +27,23 @@ class RunCache:
         self.store = store
         self.run_id = run_id
         self._buffers: dict[Hashable, torch.Tensor] = {}
+        self._steps: dict[Hashable, int] = {}
         self.allocations = 0
         self.closed = False
 
-    def has(self, keys: Sequence[Hashable]) -> bool:
-        return all(k in self._buffers for k in keys)
+    def has(self, keys: Sequence[Hashable], since: int = 0) -> bool:
+        """Every key has a feature computed at step `since` or later."""
+        return all(self._steps.get(k, -1) >= since for k in keys)
 
-    def write(self, keys: Sequence[Hashable], feature: torch.Tensor) -> None:
+    def write(self, keys: Sequence[Hashable], feature: torch.Tensor, step: int = 0) -> None:
         """Store feature split into len(keys) equal row chunks, one per key."""
         if self.closed:
             return
         for key, rows in zip(keys, feature.chunk(len(keys), dim=0)):
+            self._steps[key] = step
             buf = self._buffers.get(key)
             if buf is None or buf.shape != rows.shape or buf.dtype != rows.dtype or buf.device != rows.device:
-                buf = torch.empty_like(rows, memory_format=torch.contiguous_format)
+                buf = torch.empty_like(rows)  # the feature's own memory layout
                 self._buffers[key] = buf
                 self.allocations += 1
             buf.copy_(rows)
@@ -57,6 +61,7 @@ class RunCache:
 
     def close(self) -> None:
         self._buffers.clear()
+        self._steps.clear()
         self.closed = True
         self.store._forget(self)
 

@@ -8,7 +8,7 @@ A1111, ...). This loop only decides which blocks run, and where the deep feature
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 import torch
 
@@ -49,18 +49,22 @@ class UNetOps(Protocol):
     def output_block(self, i: int, h: torch.Tensor, hsp: torch.Tensor, output_shape) -> torch.Tensor: ...
     def skip_output_block(self, i: int) -> None: ...
     def finish(self, h: torch.Tensor) -> torch.Tensor: ...
+    def keep(self, h: torch.Tensor) -> torch.Tensor:
+        """The deep feature h as it is now, safe from later in-place changes."""
 
 
 def unet_forward(ops: UNetOps, x: torch.Tensor, depth: int, branch: int, *,
-                 deep: Optional[torch.Tensor] = None,
-                 store_deep: Optional[Callable[[torch.Tensor], None]] = None) -> torch.Tensor:
-    """Full forward (deep is None; store_deep receives the deep feature) or the
-    shallow branch b with a cached deep feature.
+                 deep: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(output, deep feature): the whole U-Net when deep is None, returning the deep feature
+    (the input of output block L-1-b) with the output; the shallow branch b on a stored deep
+    feature otherwise, returning (output, None).
 
-    Branch b: input blocks 0..b and output blocks L-1-b..L-1 run on a cached step.
+    Branch b: input blocks 0..b and output blocks L-1-b..L-1 run on a cached step. The loop
+    calls nothing but the host's blocks, so a compiled U-Net traces it as one graph per mode.
     """
     cut = depth - 1 - branch
     shallow = deep is not None
+    feature = None
     h = ops.begin(x)
     hs = []
     for i in range(depth):
@@ -80,9 +84,9 @@ def unet_forward(ops: UNetOps, x: torch.Tensor, depth: int, branch: int, *,
         if i == cut:
             if shallow:
                 h = deep
-            elif store_deep is not None:
-                store_deep(h)  # before output patches, which may change h in place
+            else:
+                feature = ops.keep(h)  # before output patches, which may change h in place
         hsp = hs.pop()
         output_shape = hs[-1].shape if hs else None
         h = ops.output_block(i, h, hsp, output_shape)
-    return ops.finish(h)
+    return ops.finish(h), feature

@@ -98,7 +98,7 @@ def run_demo(per_class=10, steps=50, interval=3, branch=0, schedule="uniform", g
     result = dict(
         samples=len(labels), steps=steps, guidance=guidance, config=config.__dict__,
         seconds_full=t_full, seconds_deepcache=t_dc, wall_time_ratio=ratio,
-        flop_speedup=s.estimated_speedup, full_evals=s.full_evals, cached_evals=s.cached_evals,
+        flop_speedup=dc.flop_speedup, full_evals=s.full_calls, cached_evals=s.cached_calls,
         full_steps=s.full_steps, cached_steps=s.cached_steps, plan=plan_string(dc.plan),
         psnr_db=quality, accuracy_full=acc_full, accuracy_deepcache=acc_dc,
         classifier_held_out_accuracy=clf.held_out_accuracy, out=out, repeats=len(full_t),
@@ -110,9 +110,9 @@ def run_demo(per_class=10, steps=50, interval=3, branch=0, schedule="uniform", g
     say(f"DeepCache: interval {interval}, branch {branch}, {schedule}; plan {result['plan']}")
     say(f"  full U-Net : {t_full:6.2f} s  ({steps * (2 if guidance != 1.0 else 1)} batch evaluations, all full)"
         .replace(" batch evaluations", " U-Net evaluations"))
-    say(f"  DeepCache  : {t_dc:6.2f} s  ({s.full_evals} full + {s.cached_evals} cached U-Net evaluations)")
+    say(f"  DeepCache  : {t_dc:6.2f} s  ({s.full_calls} full + {s.cached_calls} cached U-Net evaluations)")
     say(f"  wall-time ratio x{result['wall_time_ratio']:.2f} (median of {len(full_t)} paired, interleaved runs; "
-        f"FLOP ceiling x{s.estimated_speedup:.2f})")
+        f"FLOP ceiling x{dc.flop_speedup:.2f}; U-Net x{s.speedup:.2f} measured)")
     say(f"  PSNR vs full schedule: {quality:.2f} dB")
     say(f"  classifier accuracy (requested digit): full {acc_full:.1%}, DeepCache {acc_dc:.1%} "
         f"(classifier on held-out real digits: {clf.held_out_accuracy:.1%})")

@@ -2,9 +2,9 @@
 
 Per run: a RunCache from the U-Net's shared store and a RunState. Per sampler
 evaluation: begin_evaluation(), then one model call whose row chunks carry keys
-("cond"/"uncond", shape); run.decide() picks PASSTHROUGH (the U-Net's own
-forward), FULL (unet_forward storing the deep feature) or CACHED (the shallow
-branch on the stored feature). After each sampler step: on_step_end(i).
+("cond"/"uncond", shape), sent through core.call_unet like every host adapter's:
+PASSTHROUGH (the U-Net's own forward), FULL (unet_forward storing the deep feature)
+or CACHED (the shallow branch on the stored feature). After each step: on_step_end(i).
 
 Used by the demo (python3 -m demo) and by bench/quality.py and bench/speed.py.
 """
@@ -19,11 +19,12 @@ import torch
 
 from ._repo import sibling
 
-_core = sibling("core")
+_core, _cost = sibling("core"), sibling("core.cost")
 DeepCacheConfig, Mode, RunState, StepKind = _core.DeepCacheConfig, _core.Mode, _core.RunState, _core.StepKind
 describe_unet, shared_store, unet_forward = _core.describe_unet, _core.shared_store, _core.unet_forward
-block_costs, branch_cost_fractions = sibling("core.cost").block_costs, sibling("core.cost").branch_cost_fractions
-LdmOps = sibling("core.ldm_ops").LdmOps
+call_unet, LdmOps, open_call = _core.call_unet, _core.LdmOps, sibling("core.call").open_call
+block_costs, branch_cost_fractions, speedup_from_counts = (
+    _cost.block_costs, _cost.branch_cost_fractions, _cost.speedup_from_counts)
 
 
 class DeepCacheCall:
@@ -38,25 +39,29 @@ class DeepCacheCall:
         self.depth = describe_unet(unet).depth
         self.modes: list[Mode] = []
 
-    def __call__(self, x, timesteps, sigma: float, keys: Sequence[Hashable], context=None, y=None):
+    def __call__(self, x, timesteps, keys: Sequence[Hashable], context=None, y=None):
+        def host():
+            return self.unet(x, timesteps, context, y)
+
         if self.run is None:
-            return self.unet(x, timesteps, context, y)
-        mode = self.run.decide(sigma, keys)
-        self.modes.append(mode)
-        if mode is Mode.PASSTHROUGH:
-            return self.unet(x, timesteps, context, y)
-        ops = LdmOps(self.unet, timesteps, context, y)
-        cache = self.run.cache
-        if mode is Mode.FULL:
-            return unet_forward(ops, x, self.depth, self.branch, store_deep=lambda h: cache.write(keys, h))
-        return unet_forward(ops, x, self.depth, self.branch, deep=cache.read(keys))
+            return host()
+
+        def forward(call):
+            ops = LdmOps(self.unet, timesteps, context, y)
+            return unet_forward(ops, x, call.depth, call.branch, deep=call.deep)
+
+        return call_unet(lambda: self._opened(open_call(self.run, keys, x)), host, forward)
+
+    def _opened(self, call):
+        self.modes.append(call.mode)
+        return call
 
 
-def open_run(unet, config: DeepCacheConfig, sigmas, cost_fraction: Optional[float] = None) -> RunState:
+def open_run(unet, config: DeepCacheConfig, sigmas) -> RunState:
     depth = describe_unet(unet).depth
     config.check_branch(depth)
     cache = shared_store(unet).open_run()
-    return RunState(config, [float(s) for s in sigmas], depth, cache, cost_fraction=cost_fraction)
+    return RunState(config, [float(s) for s in sigmas], depth, cache)
 
 
 @dataclass
@@ -64,17 +69,18 @@ class SampleResult:
     images: torch.Tensor
     seconds: float
     summary: Optional[object] = None  # core.run.RunSummary, None for the baseline
+    flop_speedup: Optional[float] = None  # the run's calls weighted by their FLOP cost (given a cost fraction)
     plan: list = field(default_factory=list)  # StepKind per step
     modes: list = field(default_factory=list)  # Mode per model call
 
 
-def cfg_eps(call: DeepCacheCall, x_in, t, sigma: float, labels, null_labels, guidance: float):
+def cfg_eps(call: DeepCacheCall, x_in, t, labels, null_labels, guidance: float):
     """Epsilon of one sampler evaluation; with guidance != 1, cond and uncond rows
     go in one batched call with one cache key each (the row chunks)."""
     shape = tuple(x_in.shape)
     if guidance == 1.0:
-        return call(x_in, t, sigma, [("cond", shape)], None, labels)
-    both = call(torch.cat([x_in, x_in]), torch.cat([t, t]), sigma,
+        return call(x_in, t, [("cond", shape)], None, labels)
+    both = call(torch.cat([x_in, x_in]), torch.cat([t, t]),
                 [("cond", shape), ("uncond", shape)], None, torch.cat([labels, null_labels]))
     cond, uncond = both.chunk(2)
     return uncond + guidance * (cond - uncond)
@@ -89,7 +95,7 @@ def sample_euler(unet, noise: torch.Tensor, labels: torch.Tensor, sigmas: torch.
 
     config=None: the baseline (the U-Net's own forward every step)."""
     t0 = time.perf_counter()
-    run = open_run(unet, config, sigmas, cost_fraction) if config is not None else None
+    run = open_run(unet, config, sigmas) if config is not None else None
     call = DeepCacheCall(unet, run, config.branch if config is not None else 0)
     null = torch.full_like(labels, null_label if null_label is not None else 0)
     try:
@@ -100,7 +106,7 @@ def sample_euler(unet, noise: torch.Tensor, labels: torch.Tensor, sigmas: torch.
                 run.begin_evaluation()
             c_in = 1.0 / math.sqrt(sigma ** 2 + 1.0)
             t = sigma_to_t(torch.tensor([sigma])).expand(x.shape[0]).to(x.dtype)
-            eps = cfg_eps(call, x * c_in, t, sigma, labels, null, guidance)
+            eps = cfg_eps(call, x * c_in, t, labels, null, guidance)
             x = x + eps * (sigma_next - sigma)  # denoised = x - sigma*eps; d = eps
             if run is not None:
                 run.on_step_end(i)
@@ -110,7 +116,10 @@ def sample_euler(unet, noise: torch.Tensor, labels: torch.Tensor, sigmas: torch.
     finally:
         if run is not None:
             summary = run.close()
-    return SampleResult(images=x, seconds=time.perf_counter() - t0, summary=summary,
+    flop = None
+    if summary is not None and cost_fraction is not None:
+        flop = speedup_from_counts(summary.full_calls, summary.cached_calls, cost_fraction)
+    return SampleResult(images=x, seconds=time.perf_counter() - t0, summary=summary, flop_speedup=flop,
                         plan=plan or [], modes=list(call.modes))
 
 

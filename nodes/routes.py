@@ -5,8 +5,8 @@ GET /deepcache/plan   the plan of one run (one entry per sampler step: "refresh"
                       sigmas ComfyUI's own KSampler / BasicScheduler would use, plus the
                       speed-up estimate from the FLOP fractions of core.cost.
 GET /deepcache/costs  per-branch cached FLOP fraction and resolution for the SD1.5,
-                      SDXL and SDXL-refiner architectures (counted by core.cost on the
-                      meta device, cached).
+                      SDXL and SDXL-refiner architectures (core.cost's count on ComfyUI's
+                      own UNetModel on the meta device, once per size).
 
 The front end never recomputes what Python knows: it only sends the widget values
 and the sampler settings it found by walking the graph.
@@ -17,7 +17,6 @@ import asyncio
 import functools
 import logging
 import math
-import threading
 from typing import Mapping
 
 from ..core.config import ConfigError, DeepCacheConfig
@@ -27,7 +26,6 @@ from ..core.schedule import StepKind, plan_run
 log = logging.getLogger("DeepCache")
 
 MAX_STEPS = 10000
-# latent channels, default pixel size, context width, pooled (adm) width, demo.unet config name
 ARCHS = {
     "sd15": dict(label="SD1.5", size=512),
     "sdxl": dict(label="SDXL", size=1024),
@@ -173,34 +171,59 @@ def _size(params, arch):
     return tuple(min(max(int(round(v / 64)) * 64, 256), 2048) for v in (w, h))
 
 
-_cost_lock = threading.Lock()
+# The full-size U-Nets of each family, as ComfyUI's model detection configures them
+_COMMON = dict(use_checkpoint=False, image_size=32, in_channels=4, out_channels=4, use_spatial_transformer=True,
+               legacy=False, use_temporal_attention=False, use_temporal_resblock=False)
+UNET_CONFIGS = {
+    "sd15": dict(_COMMON, adm_in_channels=None, model_channels=320, num_res_blocks=[2, 2, 2, 2],
+                 channel_mult=[1, 2, 4, 4], transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], transformer_depth_middle=1,
+                 transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], use_linear_in_transformer=False,
+                 context_dim=768, num_heads=8),
+    "sdxl": dict(_COMMON, num_classes="sequential", adm_in_channels=2816, model_channels=320,
+                 num_res_blocks=[2, 2, 2], channel_mult=[1, 2, 4], transformer_depth=[0, 0, 2, 2, 10, 10],
+                 transformer_depth_middle=10, transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10],
+                 use_linear_in_transformer=True, context_dim=2048, num_head_channels=64),
+    "sdxl_refiner": dict(_COMMON, num_classes="sequential", adm_in_channels=2560, model_channels=384,
+                         num_res_blocks=[2, 2, 2, 2], channel_mult=[1, 2, 4, 4],
+                         transformer_depth=[0, 0, 4, 4, 4, 4, 0, 0], transformer_depth_middle=4,
+                         transformer_depth_output=[0, 0, 0, 4, 4, 4, 4, 4, 4, 0, 0, 0],
+                         use_linear_in_transformer=True, context_dim=1280, num_head_channels=64),
+}
 
 
 @functools.lru_cache(maxsize=16)
-def _arch_costs_cached(arch: str, width: int, height: int) -> dict:
+def arch_costs(arch: str, width: int, height: int) -> dict:
+    """core.cost's count on ComfyUI's own UNetModel of that family, built on the meta device
+    (no weights, no compute), once per architecture and size."""
+    import comfy.ldm.modules.attention as attention
+    import comfy.ops
     import torch
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    from ..core.cost import block_costs
-    from ..core.ldm_ops import LdmOps
-    from ..demo import unet as U
+    from ..core import unet_forward
+    from ..core.cost import architecture_costs
+    from .comfy_ops import ComfyUNetOps
 
-    cfg = {"sd15": U.SD15, "sdxl": U.SDXL, "sdxl_refiner": SDXL_REFINER}[arch]
-    ctx = cfg["context_dim"]
+    cfg = UNET_CONFIGS[arch]
+    unet = UNetModel(**cfg, device="meta", operations=comfy.ops.disable_weight_init)
     with torch.device("meta"):
-        unet = U.UNetModel(**cfg)
         x = torch.empty(1, 4, height // 8, width // 8)
-        t, c = torch.empty(1), torch.empty(1, 77, ctx)
-        y = torch.empty(1, cfg["adm_in_channels"]) if cfg.get("adm_in_channels") else None
-    shapes: dict[int, tuple] = {}
-    hooks = [b.register_forward_hook(lambda m, i, o, k=k: shapes.__setitem__(k, tuple(o.shape)))
-             for k, b in enumerate(unet.input_blocks)]
-    try:
-        depth = len(unet.input_blocks)
-        costs = block_costs(lambda: LdmOps(unet, t, c, y, timestep_embedding=U.timestep_embedding), x, depth,
-                            fake=False)
-    finally:
-        for h in hooks:
-            h.remove()
+        t, c = torch.empty(1), torch.empty(1, 77, cfg["context_dim"])
+        y = torch.empty(1, cfg["adm_in_channels"]) if cfg.get("num_classes") else None
+    # the host picks its attention by free device memory, which the meta device has none of
+    attention_override = {"optimized_attention_override": lambda fn, *a, **k: attention.attention_pytorch(*a, **k)}
+    costs = architecture_costs(unet, lambda: ComfyUNetOps(unet, t, c, y, None, dict(attention_override), {}), x, c)
+    if costs is None:
+        raise RuntimeError(f"could not count the FLOPs of the {ARCHS[arch]['label']} U-Net")
+    shapes: dict[int, tuple] = {}  # what each input block puts out: the resolution a branch works at
+
+    def record(h, to):
+        shapes[to["block"][1]] = tuple(h.shape)
+        return h
+
+    options = dict(attention_override, patches={"input_block_patch": [record]})
+    unet_forward(ComfyUNetOps(unet, t, c, y, None, options, {}), x, len(unet.input_blocks), 0)
+    depth = len(unet.input_blocks)
     branches = []
     for b in range(depth):
         _, ch, lh, lw = shapes[b]
@@ -209,17 +232,6 @@ def _arch_costs_cached(arch: str, width: int, height: int) -> dict:
                          "downscale": (height // 8) // lh if lh else None})
     return {"arch": arch, "label": ARCHS[arch]["label"], "depth": depth, "width": width, "height": height,
             "gflops_per_eval": round(costs.total / 1e9, 1), "branches": branches}
-
-
-def arch_costs(arch: str, width: int, height: int) -> dict:
-    with _cost_lock:  # one count at a time (meta device, about 2-3 s of CPU each)
-        return _arch_costs_cached(arch, width, height)
-
-
-# The SDXL refiner U-Net (comfy/supported_models.py SDXLRefiner + its checkpoint's config)
-SDXL_REFINER = dict(model_channels=384, channel_mult=(1, 2, 4, 4), transformer_depth=(0, 4, 4, 0),
-                    transformer_depth_middle=4, num_head_channels=64, context_dim=1280,
-                    use_linear_in_transformer=True, num_classes="sequential", adm_in_channels=2560)
 
 
 def costs_response(params: Mapping[str, str]) -> dict:

@@ -18,8 +18,8 @@ import comfy.model_patcher
 import comfy.patcher_extension as pe
 import torch
 
-from ..core import DeepCacheConfig, Mode, RunState, describe_unet, shared_store, unet_forward
-from ..core.cost import architecture_costs
+from ..core import DeepCacheConfig, RunState, call_unet, describe_unet, shared_store, unet_forward
+from ..core.call import Call, open_call
 from .comfy_ops import ComfyUNetOps
 from .report import report_run
 from .sampler_kind import calls_back_mid_step
@@ -40,11 +40,18 @@ class DeepCacheSpec:
 
 
 def install(model, spec: DeepCacheSpec):
-    """Patch a clone of model; an upstream DeepCache node's wrappers are replaced."""
+    """Patch a clone of model; an upstream DeepCache node's wrappers are replaced. A spec
+    that caches nothing (interval 1, start >= end) leaves the model's own forward alone."""
+    kinds = (pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.PREDICT_NOISE, pe.WrappersMP.DIFFUSION_MODEL)
+    if not spec.config.enabled and KEY not in model.model_options.get("transformer_options", {}):
+        return model
     m = model.clone()
-    for kind in (pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.PREDICT_NOISE, pe.WrappersMP.DIFFUSION_MODEL):
+    for kind in kinds:
         m.remove_wrappers_with_key(kind, KEY)
-    m.model_options.setdefault("transformer_options", {})[KEY] = spec
+    m.model_options.setdefault("transformer_options", {}).pop(KEY, None)
+    if not spec.config.enabled:
+        return m
+    m.model_options["transformer_options"][KEY] = spec
     m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
     m.add_wrapper_with_key(pe.WrappersMP.PREDICT_NOISE, KEY, predict_noise_wrapper)
     m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
@@ -120,15 +127,6 @@ def _keys(transformer_options, x):
     return [(i, shape, x.dtype) for i in ids]
 
 
-@torch.compiler.disable  # fake-tensor counting is never traced by a compiled forward
-def _cost_fraction(unet, branch, x, timesteps, context, y, transformer_options, kwargs) -> Optional[float]:
-    """S(b) for this architecture and latent size, counted once on fake tensors."""
-    probe_options = {k: v for k, v in transformer_options.items() if k not in ("patches", "patches_replace")}
-    costs = architecture_costs(
-        unet, lambda: ComfyUNetOps(unet, timesteps, context, y, None, probe_options, kwargs), x, context)
-    return None if costs is None else costs.cached_fraction(branch)
-
-
 def diffusion_model_wrapper(executor, *args, **kwargs):
     """Replace only the innermost UNetModel._forward: the wrappers registered after
     ours (other nodes) still run around our forward."""
@@ -144,40 +142,23 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     return rest.execute(*args, **kwargs)
 
 
-@torch.compiler.disable  # plain Python bookkeeping: a compiled forward gets one graph per mode
-def _decide(run: Optional[RunState], transformer_options, x):
-    sigmas = transformer_options.get("sigmas")
-    if run is None or sigmas is None:
-        return Mode.PASSTHROUGH, None
-    keys = _keys(transformer_options, x)
-    return run.decide(float(sigmas.reshape(-1)[0]), keys), keys
+@torch.compiler.disable  # plain Python on host values: never traced by a compiled U-Net
+def _open(transformer_options, x) -> Call:
+    run: Optional[RunState] = transformer_options.get(RUN_KEY)
+    return open_call(run, _keys(transformer_options, x) if run is not None else None, x)
 
 
 def deepcache_forward(original, unet, x, timesteps=None, context=None, y=None, control=None,
                       transformer_options={}, **kwargs):
     """UNetModel._forward with DeepCache: the host's own, our full forward storing the
-    deep feature, or the shallow branch on the stored one."""
-    run: Optional[RunState] = transformer_options.get(RUN_KEY)
-    mode, keys = _decide(run, transformer_options, x)
-    if mode is Mode.PASSTHROUGH:
+    deep feature, or the shallow branch on the stored one (core.call_unet decides)."""
+
+    def host():
         return original(x, timesteps, context, y, control, transformer_options, **kwargs)
-    branch = run.config.branch
-    saved_control = {k: list(v) for k, v in control.items()} if isinstance(control, dict) else None
-    try:
-        if not run.cost_probed:
-            run.cost_probed = True
-            run.cost_fraction = _cost_fraction(unet, branch, x, timesteps, context, y, transformer_options, kwargs)
+
+    def forward(call):
         ops = ComfyUNetOps(unet, timesteps, context, y, control, transformer_options, kwargs)
-        if mode is Mode.FULL:
-            return unet_forward(ops, x, run.depth, branch, store_deep=lambda h: run.cache.write(keys, h))
-        return unet_forward(ops, x, run.depth, branch, deep=run.cache.read(keys))
-    except comfy.model_management.InterruptProcessingException:
-        raise
-    except Exception as e:  # the cache must never break the user's run: fall back to the host
-        if saved_control is not None:
-            control.clear()
-            control.update(saved_control)
-        run.disable(f"{type(e).__name__}: {e}")
-        log.warning("DeepCache: %s; using the normal U-Net for the rest of this run", run.disabled_reason,
-                    exc_info=log.isEnabledFor(logging.DEBUG))
-        return original(x, timesteps, context, y, control, transformer_options, **kwargs)
+        return unet_forward(ops, x, call.depth, call.branch, deep=call.deep)
+
+    return call_unet(lambda: _open(transformer_options, x), host, forward,
+                     passthrough=(comfy.model_management.InterruptProcessingException,))

@@ -24,7 +24,7 @@ def load_package():
         pkg = importlib.util.module_from_spec(spec)
         pkg.__path__ = [root]
         sys.modules[PACKAGE] = pkg
-    return importlib.import_module(PACKAGE + ".a1111.entry")
+    return importlib.import_module(PACKAGE + ".a1111.script")
 
 
 _entry = load_package()

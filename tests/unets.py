@@ -1,8 +1,8 @@
 """Small random-weight U-Nets of the real architectures and a core-driven sampler loop."""
 import torch
 
-from deepcache_plugin.core import DeepCacheConfig, Mode, RunState, shared_store, unet_forward
-from deepcache_plugin.core.ldm_ops import LdmOps
+from deepcache_plugin.core import DeepCacheConfig, LdmOps, RunState, call_unet, shared_store, unet_forward
+from deepcache_plugin.core.call import open_call
 from deepcache_plugin.demo.unet import TINY_SD15, TINY_SDXL, UNetModel
 
 
@@ -33,18 +33,21 @@ class CoreSampler:
         half = x.shape[0] // 2
         keys = [("cond", (half,) + x.shape[1:]), ("uncond", (half,) + x.shape[1:])]
         t = torch.full((x.shape[0],), sigma * 100.0)
-        mode = run.decide(sigma, keys)
-        self.calls.append((step, mode))
-        if mode is Mode.PASSTHROUGH:
-            return self.unet(x, t, context)
-        ops = LdmOps(self.unet, t, context)
-        if mode is Mode.FULL:
-            return unet_forward(ops, x, self.depth, self.config.branch, store_deep=lambda h: run.cache.write(keys, h))
-        return unet_forward(ops, x, self.depth, self.config.branch, deep=run.cache.read(keys))
+
+        def opened():
+            call = open_call(run, keys, x)
+            self.calls.append((step, call.mode))
+            return call
+
+        def forward(call):
+            return unet_forward(LdmOps(self.unet, t, context), x, call.depth, call.branch, deep=call.deep)
+
+        return call_unet(opened, lambda: self.unet(x, t, context), forward)
 
     def sample(self, x, sigmas, context, heun=False, **run_kw):
         run = RunState(self.config, sigmas, self.depth, shared_store(self.unet).open_run(),
                        mid_step_callback=heun, **run_kw)
+        self.plan = run.plan
         try:
             for i in range(len(sigmas) - 1):
                 s, s_next = sigmas[i], sigmas[i + 1]

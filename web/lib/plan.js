@@ -143,8 +143,11 @@ export function statsText(stats) {
   if (!stats) return "";
   if (stats.disabled_reason) return `last run: DeepCache off (${stats.disabled_reason})`;
   let s = `last run: ${stats.full_steps} full / ${stats.cached_steps} cached steps`;
+  if (typeof stats.speedup === "number") {
+    s += `, U-Net x${stats.speedup.toFixed(2)} measured`;
+    if (typeof stats.saved_seconds === "number") s += ` (${stats.saved_seconds.toFixed(1)} s saved)`;
+  }
   if (typeof stats.seconds === "number") s += `, sampling ${stats.seconds.toFixed(1)} s`;
-  if (typeof stats.estimated_speedup === "number") s += `, est. x${stats.estimated_speedup.toFixed(2)}`;
   return s;
 }
 

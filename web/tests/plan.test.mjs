@@ -64,8 +64,8 @@ test("texts", () => {
   assert.match(branchText({ ...resp, branch_info: { ...resp.branch_info, branch: 9, latent: [8, 8], pixels: [64, 64], downscale: 8 } }), /1\/8 of the latent/);
   assert.equal(branchText({ branch_error: "cache_branch 11 does not exist in SDXL: use 0..8" }), "cache_branch 11 does not exist in SDXL: use 0..8");
   assert.equal(planText({ plan: ["off", "off"], enabled: false }), "2 steps: caching off (interval 1 or start >= end)");
-  assert.equal(statsText({ full_steps: 7, cached_steps: 13, seconds: 12.345, estimated_speedup: 2.49 }),
-    "last run: 7 full / 13 cached steps, sampling 12.3 s, est. x2.49");
+  assert.equal(statsText({ full_steps: 7, cached_steps: 13, seconds: 12.345, speedup: 2.49, saved_seconds: 7.06 }),
+    "last run: 7 full / 13 cached steps, U-Net x2.49 measured (7.1 s saved), sampling 12.3 s");
   assert.equal(statsText({ disabled_reason: "not a U-Net" }), "last run: DeepCache off (not a U-Net)");
   assert.equal(statsText(null), "");
   assert.equal(planMatches(["a"], ["a"]), true);
