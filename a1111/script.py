@@ -45,10 +45,10 @@ class _ConsoleHandler(logging.Handler):
 
 
 def _route_core_log() -> None:
+    # with a handler of its own, the logger no longer falls back to Python's bare stderr output
     logger = logging.getLogger("DeepCache")
     if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
         logger.addHandler(_ConsoleHandler())
-        logger.propagate = False
 
 
 def host_for(p):

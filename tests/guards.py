@@ -16,25 +16,36 @@ HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__, to
               torch.Tensor.__bool__, torch.Tensor.__index__, torch.Tensor.numpy, torch.Tensor.cpu}
 
 
-def _plugin_frame():
+TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+def _plugin_frame(allowed):
+    """The plugin's line that made this read itself (not a host function it called)."""
     frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename.startswith(TORCH_DIR):
+        frame = frame.f_back  # torch's own Python wrappers around the read
+    if frame is None or not frame.f_code.co_filename.startswith(PLUGIN_DIRS):
+        return None
+    caller = frame
     while frame is not None:
-        if frame.f_code.co_filename.startswith(PLUGIN_DIRS):
-            return f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
+        if frame.f_code.co_name in allowed:
+            return None
         frame = frame.f_back
-    return None
+    return f"{caller.f_code.co_filename}:{caller.f_lineno} ({caller.f_code.co_name})"
 
 
 class HostReads(TorchFunctionMode):
-    """Records each read of a tensor's value into Python made from the plugin's code."""
+    """Records each read of a tensor's value into Python made from the plugin's code, except
+    inside the functions named in `allowed` (once per run, before sampling starts)."""
 
-    def __init__(self):
+    def __init__(self, allowed=()):
         super().__init__()
+        self.allowed = set(allowed)
         self.found: list[str] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in HOST_READS:
-            where = _plugin_frame()
+            where = _plugin_frame(self.allowed)
             if where is not None:
                 self.found.append(f"{getattr(func, '__name__', func)} at {where}")
         return func(*args, **(kwargs or {}))

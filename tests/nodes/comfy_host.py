@@ -121,20 +121,26 @@ class CallLog:
     def __init__(self, model):
         self.step = 0
         self.calls = []
-        self._mid = False
+        self.ran = []  # per call: did the U-Net run at all (another cache node may skip it)
+        self._mid = self._in = False
         unet = model.get_model_object("diffusion_model")
         unet.middle_block[0].register_forward_hook(self._mid_ran)  # the host iterates the block's layers
+        unet.input_blocks[0][0].register_forward_hook(self._in_ran)
         import comfy.patcher_extension as pe
         model.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, "test-calllog", self._apply_model)
 
     def _mid_ran(self, *a):
         self._mid = True
 
+    def _in_ran(self, *a):
+        self._in = True
+
     def _apply_model(self, executor, *args, **kwargs):
-        self._mid = False
+        self._mid = self._in = False
         out = executor(*args, **kwargs)
         to = args[5] if len(args) > 5 else kwargs["transformer_options"]
         self.calls.append((self.step, self._mid, tuple(to.get("uuids", ()))))
+        self.ran.append(self._in)
         return out
 
     def callback(self, step, *rest):

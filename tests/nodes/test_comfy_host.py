@@ -407,3 +407,103 @@ def test_two_nodes_share_one_store_per_model():
     ref_a, ref_b = sample(a, steps=6), sample(b, steps=6)
     assert torch.equal(sample(a, steps=6), ref_a) and torch.equal(sample(b, steps=6), ref_b)
     assert shared_store(unet).open_runs == 0
+
+
+# 11. what a run reports and reuses --------------------------------------------------------------------
+def _summary_line(caplog):
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("DeepCache: ")][-1]
+
+
+def test_pag_and_sag_runs_report_the_steps_they_cached(caplog):
+    """The perturbed pass of PAG/SAG runs the host forward; the conditioning calls of a cached
+    step were cached, so the step counts as cached (and the extra passes apart)."""
+    from comfy_extras.nodes_pag import PerturbedAttentionGuidance
+    from comfy_extras.nodes_sag import SelfAttentionGuidance
+    for patched in (PerturbedAttentionGuidance.execute(deepcache(tiny_model()), scale=3.0).result[0],
+                    SelfAttentionGuidance.execute(deepcache(tiny_model()), scale=0.5, blur_sigma=2.0).result[0]):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="DeepCache"):
+            out = sample(patched, steps=6)
+        assert torch.isfinite(out).all()
+        line = _summary_line(caplog)
+        assert line.startswith("DeepCache: 2 full / 4 cached steps + 6 extra passes in full, U-Net x"), line
+
+
+def test_a_refresh_step_skipped_by_another_cache_node_is_made_up_never_read_stale():
+    """Another cache node on top (EasyCache) may skip the U-Net on a planned refresh step: the
+    next call refreshes instead of reusing the feature of the refresh before it."""
+    import comfy.patcher_extension as pe
+    model = deepcache(tiny_model(), cache_interval=3)
+    log = CallLog(model)
+
+    def skip_step_3(executor, *args, **kwargs):
+        if log.step == 3:
+            return torch.zeros_like(args[0])
+        return executor(*args, **kwargs)
+
+    model.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "other-cache", skip_step_3)
+    sample(model, steps=9, callback=log.callback)
+    pattern = "".join("-" if not ran else "F" if mid else "C" for (_, mid, _), ran in zip(log.calls, log.ran))
+    assert pattern == "FCC" + "-" + "FC" + "FCC"  # step 4 refreshes; plan: refresh at 0, 3, 6
+
+
+def test_easycache_on_top_never_reads_a_feature_older_than_the_plan():
+    from comfy_extras.nodes_easycache import EasyCacheNode
+    model = EasyCacheNode.execute(deepcache(tiny_model(), cache_interval=3), reuse_threshold=0.2,
+                                  start_percent=0.0, end_percent=1.0, verbose=False).result[0]
+    log = CallLog(model)
+    out = sample(model, steps=12, callback=log.callback)
+    assert torch.isfinite(out).all()
+    refresh = expected_refresh_steps(model, 12, 3)
+    last_full = -1
+    for (step, mid, _), ran in zip(log.calls, log.ran):
+        if ran and mid:
+            last_full = step
+        elif ran:  # a cached call: its feature comes from the latest planned refresh or later
+            assert last_full >= max(r for r in refresh if r <= step), (step, last_full)
+
+
+def test_nothing_but_sampling_on_the_sampling_path():
+    """No value of a device tensor is read into Python by the plugin during sampling (each would
+    be a synchronisation on CUDA) and no fake or meta tensor reaches a U-Net module."""
+    from ..guards import HostReads, no_fake_or_meta_inputs
+    model = deepcache(tiny_model("sdxl"), cache_interval=3)
+    unet = model.get_model_object("diffusion_model")
+    fakes = []
+    log = CallLog(model)
+    with no_fake_or_meta_inputs(unet, fakes), HostReads(allowed=("_start_run",)) as reads:
+        sample(model, "sdxl", steps=6, callback=log.callback)
+        sample(model, "sdxl", steps=4, size=24, sampler="heun")
+    assert reads.found == [] and fakes == []
+    assert [mid for _, mid, _ in log.calls[:6]] == [True, False, False, True, False, False]
+
+
+@pytest.mark.parametrize("node_first", [False, True])
+def test_torch_compile_adds_no_graphs_after_the_first_run(node_first):
+    """With the host's TorchCompileModel wrapper (before or after the node), DeepCache compiles
+    each mode once: later runs, also at a second size, add no graphs and recompile nothing."""
+    import torch._dynamo
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+    from torch._dynamo.utils import counters
+
+    base = tiny_model()
+    if node_first:
+        model = deepcache(base, cache_interval=3)
+        set_torch_compile_wrapper(model, backend="eager")
+    else:
+        model = base.clone()
+        set_torch_compile_wrapper(model, backend="eager")
+        model = deepcache(model, cache_interval=3)
+    torch._dynamo.reset()
+    counters.clear()
+    graphs = []
+    try:
+        for size in (16, 24, 16, 24, 16):
+            log = CallLog(model)
+            sample(model, steps=6, size=size, callback=log.callback)
+            assert [mid for _, mid, _ in log.calls] == [True, False, False, True, False, False]
+            graphs.append(counters["stats"]["unique_graphs"])
+    finally:
+        torch._dynamo.reset()
+    assert graphs[0] > 0 and graphs[1] >= graphs[0]
+    assert graphs[2:] == [graphs[1]] * 3, graphs  # nothing new once both sizes have run
