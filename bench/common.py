@@ -98,8 +98,8 @@ def command_line(module: str, argv) -> str:
 
 
 def write_json(name: str, data: dict) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(data, f, indent=1, default=str)
     return path

@@ -5,7 +5,7 @@ notion of run, step, conditioning and hooks into the objects defined here, and s
 every U-Net call through ``call_unet``.
 """
 from .block_ops import BlockOps, LdmOps
-from .call import call_unet
+from .call import call_unet, open_call
 from .config import ConfigError, DeepCacheConfig
 from .run import Mode, RunState, RunSummary
 from .schedule import StepKind, plan_run, refresh_steps
@@ -16,5 +16,5 @@ from .unet_forward import NotAUNetError, UNetOps, describe_unet, unet_forward
 __all__ = [
     "DeepCacheConfig", "ConfigError", "refresh_steps", "plan_run", "StepKind", "CacheStore", "RunCache",
     "shared_store", "UNetOps", "unet_forward", "describe_unet", "NotAUNetError", "RunState", "RunSummary", "Mode",
-    "BlockOps", "LdmOps", "StandIns", "call_unet",
+    "BlockOps", "LdmOps", "StandIns", "call_unet", "open_call",
 ]

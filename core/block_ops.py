@@ -84,7 +84,7 @@ class BlockOps:
         return self.unet.out(h.type(self.x_dtype))
 
     def keep(self, h):
-        """The deep feature: output block patches (FreeU) may change h in place afterwards."""
+        """The deep feature, stored or reused: output block patches (FreeU) may change h in place."""
         return h.clone() if self.patches.get("output_block_patch") else h
 
     # -- the protocol -------------------------------------------------------------
@@ -155,7 +155,8 @@ class LdmOps(BlockOps):
 
     def embed(self, x):
         u = self.unet
-        emb = u.time_embed(self._embedding(self.timesteps, u.model_channels, repeat_only=False))
+        t_emb = self._embedding(self.timesteps, u.model_channels, repeat_only=False)
+        emb = u.time_embed(t_emb.to(next(u.time_embed.parameters()).dtype))
         if getattr(u, "num_classes", None) is not None:
             if self.y is None or self.y.shape[0] != x.shape[0]:
                 raise ValueError("this U-Net is class-conditional: y must have one row per batch item")

@@ -49,11 +49,10 @@ class RunCache:
             buf.copy_(rows)
 
     def read(self, keys: Sequence[Hashable]) -> torch.Tensor:
-        """A fresh tensor with the features of keys stacked by rows.
-
-        Never the buffer itself: host patches (FreeU) modify h in place."""
+        """The features of keys stacked by rows: for one key the buffer itself (no copy; the
+        forward that reads it copies it where a host patch would change it in place)."""
         parts = [self._buffers[k] for k in keys]
-        return parts[0].clone() if len(parts) == 1 else torch.cat(parts, dim=0)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
 
     @property
     def nbytes(self) -> int:

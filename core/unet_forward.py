@@ -50,7 +50,7 @@ class UNetOps(Protocol):
     def skip_output_block(self, i: int) -> None: ...
     def finish(self, h: torch.Tensor) -> torch.Tensor: ...
     def keep(self, h: torch.Tensor) -> torch.Tensor:
-        """The deep feature h as it is now, safe from later in-place changes."""
+        """h, or a copy of it where this host's block patches would change it in place."""
 
 
 def unet_forward(ops: UNetOps, x: torch.Tensor, depth: int, branch: int, *,
@@ -81,11 +81,11 @@ def unet_forward(ops: UNetOps, x: torch.Tensor, depth: int, branch: int, *,
         if i < cut and shallow:
             ops.skip_output_block(i)
             continue
-        if i == cut:
+        if i == cut:  # output patches may change h in place: neither the store nor the cache may see it
             if shallow:
-                h = deep
+                h = ops.keep(deep)
             else:
-                feature = ops.keep(h)  # before output patches, which may change h in place
+                feature = ops.keep(h)
         hsp = hs.pop()
         output_shape = hs[-1].shape if hs else None
         h = ops.output_block(i, h, hsp, output_shape)

@@ -213,7 +213,9 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(norm(ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1))
 
     def forward(self, x, timesteps, context=None, y=None):
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels, repeat_only=False))
+        # the float32 sinusoids in the weights' dtype (fp16 and bf16 models)
+        t_emb = timestep_embedding(timesteps, self.model_channels, repeat_only=False)
+        emb = self.time_embed(t_emb.to(self.time_embed[0].weight.dtype))
         if self.num_classes is not None:
             emb = emb + self.label_emb(y)
         hs = []
