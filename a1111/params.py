@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from ..core import ConfigError, DeepCacheConfig
-from ..core.config import SCHEDULES
+from ..core.settings import SETTINGS, Setting
 
 SECTION = ("deepcache", "DeepCache")
 KEY, HR_KEY = "DeepCache", "DeepCache hires"  # entries in the image's parameters
@@ -22,46 +22,60 @@ AXIS_PREFIX = "[DeepCache] "
 @dataclass(frozen=True)
 class Param:
     name: str                  # script argument and override attribute p.deepcache_<name>
-    label: str                 # control label
-    default: Any
-    setting: str               # Settings -> DeepCache: its key and label
-    setting_label: str
-    lo: Optional[float] = None  # slider range; choices for a radio; neither: a checkbox
-    hi: Optional[float] = None
-    step: Optional[float] = None
-    choices: tuple = ()
-    token: Optional[str] = None  # "interval 3" in the parameters; None: not written
+    setting: str               # its key in Settings -> DeepCache
+    core: Optional[Setting] = None  # the core row it shows (range, default, help); None: a checkbox
+    label_: Optional[str] = None    # where it differs from the core row's
+    token: Optional[str] = None  # "interval 3" in the image's parameters; None: not written
     hires: bool = False        # a hires-pass setting ("DeepCache hires" entry, txt2img only)
     axis: Optional[str] = None  # X/Y/Z axis label (after the prefix)
+
+    @property
+    def label(self) -> str:
+        return self.label_ or self.core.label
+
+    @property
+    def default(self):
+        return False if self.core is None else self.core.default
+
+    @property
+    def choices(self) -> tuple:
+        return () if self.core is None else self.core.choices
+
+    @property
+    def step(self):
+        return None if self.core is None else self.core.step
+
+    @property
+    def lo(self):
+        return self.core.lo
+
+    @property
+    def hi(self):
+        return self.core.ui_hi or self.core.hi
 
     @property
     def is_int(self) -> bool:
         return self.step == 1
 
+    @property
+    def setting_label(self) -> str:
+        return f"{self.label}: {self.core.help}" if self.core else self.label
+
     def fmt(self, value) -> str:
         return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+S = SETTINGS
 PARAMS = (
-    Param("enabled", "DeepCache", False, "deepcache_enable", "Enable DeepCache by default", axis="Enabled"),
-    Param("interval", "Cache interval", 3, "deepcache_interval",
-          "Cache interval (one full step, then interval-1 cached steps)", 1, 20, 1, token="interval",
-          axis="Cache interval"),
-    Param("branch", "Cache branch", 0, "deepcache_branch",
-          "Cache branch (skip connection where the U-Net is cut; 0 = fastest)", 0, 11, 1, token="branch",
-          axis="Cache branch"),
-    Param("schedule", "Schedule", "uniform", "deepcache_schedule", "Refresh schedule", choices=SCHEDULES,
-          token="schedule"),
-    Param("start", "Start percent", 0.0, "deepcache_start", "Start percent (caching begins this far into denoising)",
-          0.0, 1.0, 0.01, token="start"),
-    Param("end", "End percent", 1.0, "deepcache_end", "End percent (caching stops this far into denoising)",
-          0.0, 1.0, 0.01, token="end"),
-    Param("hr_enabled", "Also on the hires pass", False, "deepcache_hr_enable", "Also cache on the hires-fix pass",
-          hires=True),
-    Param("hr_interval", "Hires cache interval", 3, "deepcache_hr_interval", "Hires pass cache interval",
-          1, 20, 1, token="interval", hires=True),
-    Param("hr_start", "Hires start percent", 0.0, "deepcache_hr_start", "Hires pass start percent",
-          0.0, 1.0, 0.01, token="start", hires=True),
+    Param("enabled", "deepcache_enable", label_="DeepCache", axis="Enabled"),
+    Param("interval", "deepcache_interval", S["interval"], token="interval", axis="Cache interval"),
+    Param("branch", "deepcache_branch", S["branch"], token="branch", axis="Cache branch"),
+    Param("schedule", "deepcache_schedule", S["schedule"], token="schedule"),
+    Param("start", "deepcache_start", S["start_percent"], token="start"),
+    Param("end", "deepcache_end", S["end_percent"], token="end"),
+    Param("hr_enabled", "deepcache_hr_enable", label_="Also on the hires pass", hires=True),
+    Param("hr_interval", "deepcache_hr_interval", S["interval"], "Hires cache interval", token="interval", hires=True),
+    Param("hr_start", "deepcache_hr_start", S["start_percent"], "Hires start percent", token="start", hires=True),
 )
 BY_NAME = {p.name: p for p in PARAMS}
 ARG_NAMES = tuple(p.name for p in PARAMS)
@@ -194,6 +208,7 @@ def register_settings() -> None:
     """Settings -> DeepCache: the defaults of every control."""
     import gradio as gr
     from modules import shared
+    labels = {"enabled": "Enable DeepCache by default", "hr_enabled": "Also cache the hires-fix pass by default"}
     for p in PARAMS:
         if p.choices:
             component, args = gr.Radio, {"choices": list(p.choices)}
@@ -201,8 +216,8 @@ def register_settings() -> None:
             component, args = gr.Slider, {"minimum": p.lo, "maximum": p.hi, "step": p.step}
         else:
             component, args = None, None  # A1111 picks a checkbox
-        shared.opts.add_option(p.setting, shared.OptionInfo(p.default, p.setting_label, component, args,
-                                                            section=SECTION))
+        label = labels.get(p.name, p.setting_label)
+        shared.opts.add_option(p.setting, shared.OptionInfo(p.default, label, component, args, section=SECTION))
 
 
 # -- X/Y/Z plot -----------------------------------------------------------------------------

@@ -25,7 +25,9 @@ def test_bad_requests_say_what_is_wrong():
     assert routes._size({"width": "770", "height": "100"}, "sd15") == (768, 256)
 
 
+@requires_comfy
 def test_costs_are_core_cost_fractions_of_the_full_size_unets():
+    import_comfy()
     sd15 = routes.arch_costs("sd15", 512, 512)
     assert sd15["depth"] == 12 and round(sd15["gflops_per_eval"] / 2, 1) == 401.6  # GMACs, as in test_core_cost
     s = [b["cached_fraction"] for b in sd15["branches"]]
@@ -34,6 +36,7 @@ def test_costs_are_core_cost_fractions_of_the_full_size_unets():
     assert sd15["branches"][9]["downscale"] == 8 and sd15["branches"][0]["pixels"] == [512, 512]
     sdxl = routes.arch_costs("sdxl", 1024, 1024)
     assert sdxl["depth"] == 9 and sdxl["branches"][0]["latent"] == [128, 128]
+    assert round(sdxl["branches"][0]["cached_fraction"], 4) == 0.0145  # the reference count (SDXL b0: 1.45 %)
     assert all(a["cached_fraction"] < b["cached_fraction"] for a, b in zip(sdxl["branches"], sdxl["branches"][1:]))
     assert routes.arch_costs("sdxl_refiner", 1024, 1024)["depth"] == 12
     assert routes.costs_response({"arch": "sd15"})["archs"]["sd15"] is sd15  # cached
