@@ -68,15 +68,24 @@ class _Evaluations:
         return getattr(self._model, name)
 
 
-def run_schedule(kwargs: dict) -> Optional[tuple[list[float], str]]:
-    """(the run's noise levels, high to low, and their axis) from the sampler's arguments.
+# timestep samplers that evaluate the model once per given timestep (A1111's UniPC runs
+# steps=len(timesteps) on a grid of its own); DDIM and PLMS step from one timestep to the next
+_STEP_PER_TIMESTEP = frozenset({"unipc"})
+
+
+def run_schedule(kwargs: dict, funcname: str = "") -> Optional[tuple[list[float], str]]:
+    """(the run's noise levels, high to low, one more than it has steps, and their axis) from
+    the sampler's arguments.
 
     k-diffusion samplers get 'sigmas'; DDIM/PLMS/UniPC get ascending 'timesteps'. Read
     once per run, before sampling starts. None: no fixed schedule (DPM fast/adaptive)."""
     if kwargs.get("sigmas") is not None:
         return [float(s) for s in kwargs["sigmas"]], "sigma"
     if kwargs.get("timesteps") is not None:
-        return sorted((float(t) for t in kwargs["timesteps"]), reverse=True), "timestep"
+        levels = sorted((float(t) for t in kwargs["timesteps"]), reverse=True)
+        if funcname in _STEP_PER_TIMESTEP and levels:
+            levels.append(levels[-1] - 1.0)  # where its last step ends
+        return levels, "timestep"
     return None
 
 
@@ -117,7 +126,8 @@ def percent_to_timestep(percent: float, num_timesteps: int = 1000) -> float:
 
 def open_state(sd_model, sampler, cfg: DeepCacheConfig, depth: int, unet, kwargs) -> Optional[RunState]:
     """The RunState of one sampler call, or None when the sampler has no fixed schedule."""
-    schedule = run_schedule(kwargs)
+    funcname = getattr(sampler, "funcname", None)
+    schedule = run_schedule(kwargs, funcname if isinstance(funcname, str) else "")
     if schedule is None:
         return None
     levels, axis = schedule
