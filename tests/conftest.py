@@ -1,11 +1,13 @@
 """Load the repository as the package `deepcache_plugin`, the way a host loads it
-under a name of its own (never as top-level `core`/`nodes`)."""
+under a name of its own (never as top-level `core`/`nodes`). Put tests/real_hosts, the helpers of
+the suites that run a real web UI, on sys.path."""
 import importlib.util
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "deepcache_plugin"
+sys.path.insert(0, str(ROOT / "tests" / "real_hosts"))
 
 
 def load_plugin():

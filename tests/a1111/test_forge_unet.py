@@ -5,16 +5,13 @@ transformers; `--always-cpu` keeps it off CUDA."""
 import os
 import sys
 import types
-from pathlib import Path
 
+import a1111_harness as E  # stubs/ (on sys.path from conftest.py)
 import pytest
 import torch
 
 FORGE = os.environ.get("FORGE_PATH")
 pytestmark = pytest.mark.skipif(not FORGE, reason="set FORGE_PATH to a stable-diffusion-webui-forge checkout")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "stubs"))
-import a1111_harness as E  # noqa: E402
 
 E.load_extension()
 

@@ -1,21 +1,12 @@
 """The A1111 adapter on the real ldm UNetModel class A1111 uses for SD1.x/SD2.x
 (from stable-diffusion-sdkit), driven by the stand-in process_images."""
-import sys
-from pathlib import Path
-
+import a1111_harness as E  # stubs/ (on sys.path from conftest.py)
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "stubs"))
-import a1111_harness as E  # noqa: E402
-from fake_model import FakeSDModel  # noqa: E402
+from fake_model import FakeSDModel
 
 ext = E.load_extension()
-
-
-@pytest.fixture(autouse=True)
-def fresh_state(monkeypatch):
-    E.reset_host_state(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fresh_host_state")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +26,28 @@ def assert_clean(model, p=None):
         assert not hasattr(p.sampler.func, "_deepcache_original")
 
 
-def test_full_step_is_bit_identical_to_ldm_forward(model):
+def run_patched(unet, interval, sigmas, steps):
+    """A DeepCache run of `interval` with the ldm patch installed on unet: one evaluation per step
+    (x, t, context), with the sampler's callback after each but the last. Returns (the run's state, outputs)."""
     core, hook, host = E.package("core"), E.package("a1111.sampler_hook"), E.package("a1111.a1111_host")
+    state = core.RunState(core.DeepCacheConfig(interval=interval), sigmas, 12, core.shared_store(unet).open_run())
+    run = hook.SamplerRun(state)
+    patch = host.LdmPatch(unet, 0, run)
+    patch.install()
+    outputs = []
+    try:
+        for i, (x, t, c) in enumerate(steps):
+            if i:
+                state.on_callback(i - 1)
+            run.begin_evaluation()
+            outputs.append(unet(x, t, context=c))
+    finally:
+        patch.remove()
+        state.close()
+    return state, outputs
+
+
+def test_full_step_is_bit_identical_to_ldm_forward(model):
     unet = model.model.diffusion_model
     g = torch.Generator().manual_seed(3)
     x, t, c = torch.randn(2, 4, 8, 8, generator=g), torch.full((2,), 700.0), torch.randn(2, 7, 24, generator=g)
@@ -44,23 +55,8 @@ def test_full_step_is_bit_identical_to_ldm_forward(model):
         expected = unet(x, t, context=c)
         x2 = x + 0.5 * torch.randn(x.shape, generator=g)
         expected2 = unet(x2, t, context=c)
-        state = core.RunState(core.DeepCacheConfig(interval=3), [5.0, 2.0, 1.0, 0.0], 12,
-                              core.shared_store(unet).open_run())
-        run = hook.SamplerRun(state)
-        patch = host.LdmPatch(unet, 0, run)
-        patch.install()
-        try:
-            run.begin_evaluation()
-            full = unet(x, t, context=c)
-            state.on_callback(0)
-            run.begin_evaluation()
-            cached = unet(x2, t, context=c)
-            state.on_callback(1)
-            run.begin_evaluation()
-            cached_on_own = unet(x, t, context=c)
-        finally:
-            patch.remove()
-            state.close()
+        state, (full, cached, cached_on_own) = run_patched(unet, 3, [5.0, 2.0, 1.0, 0.0],
+                                                           [(x, t, c), (x2, t, c), (x, t, c)])
     assert state.full_calls == 1 and state.cached_calls == 2
     assert torch.equal(cached_on_own, expected)  # the shallow branch on its own deep feature: exact
     assert torch.equal(full, expected)
@@ -72,7 +68,6 @@ def test_full_step_is_bit_identical_to_ldm_forward(model):
 def test_uses_the_hosts_resizing_cat(model, monkeypatch):
     """A1111 swaps openaimodel.th for one whose cat resizes skips (sizes not a multiple of 64)."""
     m = E.ldm_openaimodel()
-    core, hook, host = E.package("core"), E.package("a1111.sampler_hook"), E.package("a1111.a1111_host")
 
     class Hijack:
         def __getattr__(self, name):
@@ -89,19 +84,7 @@ def test_uses_the_hosts_resizing_cat(model, monkeypatch):
     x, t, c = torch.randn(2, 4, 9, 9), torch.full((2,), 300.0), torch.randn(2, 7, 24)
     with torch.no_grad():
         expected = unet(x, t, context=c)
-        state = core.RunState(core.DeepCacheConfig(interval=2), [5.0, 1.0, 0.0], 12, core.shared_store(unet).open_run())
-        run = hook.SamplerRun(state)
-        patch = host.LdmPatch(unet, 0, run)
-        patch.install()
-        try:
-            run.begin_evaluation()
-            out = unet(x, t, context=c)
-            state.on_callback(0)
-            run.begin_evaluation()
-            cached = unet(x, t, context=c)
-        finally:
-            patch.remove()
-            state.close()
+        state, (out, cached) = run_patched(unet, 2, [5.0, 1.0, 0.0], [(x, t, c), (x, t, c)])
     assert torch.equal(out, expected) and torch.equal(cached, expected)
     assert state.cached_calls == 1 and state.disabled_reason is None
 

@@ -5,21 +5,14 @@ import copy
 import importlib.util
 import sys
 import types
-from pathlib import Path
 
+import a1111_harness as E  # stubs/ (on sys.path from conftest.py)
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "stubs"))
-import a1111_harness as E  # noqa: E402
-from fake_model import FakeSDModel  # noqa: E402
+from fake_model import FakeSDModel
 
 ext = E.load_extension()
-
-
-@pytest.fixture(autouse=True)
-def fresh_state(monkeypatch):
-    E.reset_host_state(monkeypatch)
+pytestmark = pytest.mark.usefixtures("fresh_host_state")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import deepcache_args, encode_image, param_entry, payload, skip_reason  # noqa: E402
+from a1111_server import payload, skip_reason  # noqa: E402
+from pixels import encode_image, mad  # noqa: E402
+from sd_webui import deepcache_args, param_entry  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 
@@ -40,11 +42,6 @@ LONG = ", ".join(["a very detailed red and white striped lighthouse", "standing 
                   "masters", "thick impasto brush strokes", "warm and cold colour contrast", "highly detailed",
                   "masterpiece", "best quality", "sharp focus", "cinematic composition", "wide angle view",
                   "atmospheric perspective", "volumetric fog"])
-
-
-def mad(a, b) -> float:
-    """Mean absolute pixel difference (0..255)."""
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
 
 
 def soft(condition, message):

@@ -12,40 +12,23 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import CONTROLNET_MODEL, controlnet_installed, deepcache_args, encode_image, param_entry, skip_reason  # noqa: E402
+from a1111_server import controlnet_installed, skip_reason  # noqa: E402
+from pixels import control_image, encode_image, mad  # noqa: E402
+from sd_webui import controlnet_model, controlnet_unit, deepcache_args, param_entry  # noqa: E402
 
 reason = skip_reason() or (None if controlnet_installed() else "sd-webui-controlnet is not installed in A1111_PATH")
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
-def mad(a, b) -> float:
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
-
-
-def control_image(size=64):
-    """A white ring and bar on black: an edge map as users feed to preprocessor "none"."""
-    yy, xx = np.mgrid[:size, :size]
-    r = np.hypot(yy - size / 2, xx - size / 2)
-    img = ((np.abs(r - size / 4) < size / 16) | (np.abs(xx - size * 0.8) < size / 20)).astype(np.uint8) * 255
-    return np.repeat(img[..., None], 3, axis=2)
-
-
 class Runs:
     def __init__(self, server):
         self.server = server
-        models = server.request("/controlnet/model_list").get("model_list", [])
-        found = [m for m in models if CONTROLNET_MODEL in m]
-        assert found, f"{CONTROLNET_MODEL} is not in /controlnet/model_list: {models}"
-        self.model = found[0]
+        self.model = controlnet_model(server)
         self.image = encode_image(control_image())
         self.done: dict = {}
 
-    def unit(self, **kw):
-        u = dict(enabled=True, module="none", model=self.model, image=self.image, weight=1.0,
-                 resize_mode="Crop and Resize", processor_res=64, guidance_start=0.0, guidance_end=1.0,
-                 control_mode="Balanced", pixel_perfect=False, save_detected_map=False)
-        u.update(kw)
-        return {"ControlNet": {"args": [u]}}
+    def unit(self, **overrides):
+        return controlnet_unit("none", self.model, self.image, **overrides)
 
     def get(self, name):
         if name not in self.done:

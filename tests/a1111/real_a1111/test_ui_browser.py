@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import browser_page, browser_skip_reason, deepcache_args, skip_reason  # noqa: E402
+from a1111_server import browser_page, skip_reason  # noqa: E402
+from headless_chromium import browser_skip_reason  # noqa: E402
+from sd_webui import deepcache_args  # noqa: E402
 
 reason = skip_reason() or browser_skip_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import HTTPError, skip_reason  # noqa: E402
+from a1111_server import skip_reason  # noqa: E402
+from server_process import HTTPError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 

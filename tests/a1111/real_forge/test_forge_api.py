@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forge_server import HIRES, deepcache_args, deepcache_settings, encode_image, skip_reason  # noqa: E402
+from forge_server import HIRES, skip_reason  # noqa: E402
+from pixels import encode_image, mad  # noqa: E402
+from sd_webui import deepcache_args, deepcache_settings  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
-
-
-def mad(a, b) -> float:
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
 
 
 def assert_same(a, b, what):

@@ -12,46 +12,20 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forge_server import (  # noqa: E402
-    CONTROLNET_MODEL,
-    builtin_controlnet_installed,
-    deepcache_args,
-    deepcache_settings,
-    encode_image,
-    skip_reason,
-)
+from forge_server import builtin_controlnet_installed, skip_reason  # noqa: E402
+from pixels import control_image, encode_image, mad  # noqa: E402
+from sd_webui import controlnet_model, controlnet_unit, deepcache_args, deepcache_settings  # noqa: E402
 
 reason = skip_reason() or (None if builtin_controlnet_installed()
                            else "FORGE_PATH has no extensions-builtin/sd_forge_controlnet")
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
-def mad(a, b) -> float:
-    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
-
-
-def control_image(size=64):
-    """A white ring and bar on black: an edge map as users feed to preprocessor "None"."""
-    yy, xx = np.mgrid[:size, :size]
-    r = np.hypot(yy - size / 2, xx - size / 2)
-    img = ((np.abs(r - size / 4) < size / 16) | (np.abs(xx - size * 0.8) < size / 20)).astype(np.uint8) * 255
-    return np.repeat(img[..., None], 3, axis=2)
-
-
 @pytest.fixture
 def cn(api_server):
-    models = api_server.request("/controlnet/model_list").get("model_list", [])
-    found = [m for m in models if CONTROLNET_MODEL in m]
-    assert found, f"{CONTROLNET_MODEL} is not in /controlnet/model_list: {models}"
-    image = encode_image(control_image())
-
-    def unit(**kw):
-        u = dict(enabled=True, module="None", model=found[0], image=image, weight=1.0,
-                 resize_mode="Crop and Resize", processor_res=64, guidance_start=0.0, guidance_end=1.0,
-                 control_mode="Balanced", pixel_perfect=False, save_detected_map=False)
-        u.update(kw)
-        return {"ControlNet": {"args": [u]}}
-    return unit
+    """cn(**overrides): the ControlNet unit (preprocessor "None", the control image) as alwayson_scripts."""
+    model, image = controlnet_model(api_server), encode_image(control_image())
+    return lambda **overrides: controlnet_unit("None", model, image, **overrides)
 
 
 def test_controlnet_changes_the_image(api_server, cn):

@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forge_server import (  # noqa: E402
-    BASE,
-    browser_page,
-    browser_skip_reason,
-    decode_image,
-    deepcache_args,
-    deepcache_settings,
-    skip_reason,
-)
+from forge_server import BASE, browser_page, skip_reason  # noqa: E402
+from headless_chromium import browser_skip_reason  # noqa: E402
+from pixels import decode_image  # noqa: E402
+from sd_webui import deepcache_args, deepcache_settings  # noqa: E402
 
 reason = skip_reason() or browser_skip_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")

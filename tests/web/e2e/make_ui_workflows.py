@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "real_hosts"))  # under pytest: ../../conftest.py
 from comfy_browser import ROOT, ComfyServer, browser_page, skip_reason  # noqa: E402
 
 LAYOUT_JS = """

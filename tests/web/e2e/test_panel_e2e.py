@@ -125,8 +125,8 @@ def figures(tmp_path_factory):
 
 
 def test_panel_end_to_end(server, figures):
-    ckpts = server.get("/object_info/CheckpointLoaderSimple")["CheckpointLoaderSimple"]["input"]["required"][
-        "ckpt_name"][0]
+    info = server.request("/object_info/CheckpointLoaderSimple", timeout=60)
+    ckpts = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
     ckpt = next((c for c in ckpts if "sd15" in c.lower() or "v1" in c.lower()), ckpts[0] if ckpts else None)
     rng = random.Random(4)
     report = {}
