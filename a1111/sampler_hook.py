@@ -73,6 +73,11 @@ class _Evaluations:
 _STEP_PER_TIMESTEP = frozenset({"unipc"})
 
 
+def _floats(values) -> list[float]:
+    """A device tensor's values in one read (once per run), or a list's."""
+    return [float(v) for v in (values.tolist() if isinstance(values, torch.Tensor) else values)]
+
+
 def run_schedule(kwargs: dict, funcname: str = "") -> Optional[tuple[list[float], str]]:
     """(the run's noise levels, high to low, one more than it has steps, and their axis) from
     the sampler's arguments.
@@ -80,9 +85,9 @@ def run_schedule(kwargs: dict, funcname: str = "") -> Optional[tuple[list[float]
     k-diffusion samplers get 'sigmas'; DDIM/PLMS/UniPC get ascending 'timesteps'. Read
     once per run, before sampling starts. None: no fixed schedule (DPM fast/adaptive)."""
     if kwargs.get("sigmas") is not None:
-        return [float(s) for s in kwargs["sigmas"]], "sigma"
+        return _floats(kwargs["sigmas"]), "sigma"
     if kwargs.get("timesteps") is not None:
-        levels = sorted((float(t) for t in kwargs["timesteps"]), reverse=True)
+        levels = sorted(_floats(kwargs["timesteps"]), reverse=True)
         if funcname in _STEP_PER_TIMESTEP and levels:
             levels.append(levels[-1] - 1.0)  # where its last step ends
         return levels, "timestep"

@@ -48,6 +48,19 @@ def test_refresh_step_equals_host_forward(kind):
     assert not torch.equal(ours[1], host[1])  # step 1 is cached
 
 
+def test_interval_one_patches_nothing():
+    """Interval 1 (or an empty start..end) caches nothing: the node hands the model back as it came,
+    so the run is the host's own to the last instruction; after another DeepCache node it removes that one."""
+    import comfy.patcher_extension as pe
+    model = tiny_model()
+    assert deepcache(model, cache_interval=1) is model
+    assert deepcache(model, start_percent=0.5, end_percent=0.5) is model
+    undone = deepcache(deepcache(model), cache_interval=1)
+    assert "deepcache" not in undone.model_options["transformer_options"]
+    assert not any("deepcache" in undone.wrappers.get(kind, {}) for kind in
+                   (pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.PREDICT_NOISE, pe.WrappersMP.DIFFUSION_MODEL))
+
+
 # 2. stackable wrappers, only the patched clone is affected ---------------------------------------
 def test_other_wrappers_keep_working_and_unpatched_model_unchanged():
     import comfy.patcher_extension as pe
