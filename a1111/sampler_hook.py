@@ -21,11 +21,14 @@ from ..core import DeepCacheConfig, RunState, shared_store
 class SamplerRun:
     """A RunState and what the host adapters need around it for one sampler call."""
 
-    def __init__(self, state: RunState, denoiser=None, label: str = "", host=None):
+    def __init__(self, state: RunState, denoiser=None, label: str = "", host=None, steps_by_evaluation=False):
         self.state = state
         self.label = label
         self.host = host
         self.denoiser = denoiser          # the CFG denoiser the sampler calls
+        # samplers whose every evaluation is a step of its own, called back a step late (A1111's UniPC)
+        self.steps_by_evaluation = steps_by_evaluation
+        self.evaluations = 0
         self.evaluating = False
         self.expected_rows: Optional[int] = None  # rows of this evaluation's CFG batch, where known
         self._ordinals: dict = {}
@@ -61,16 +64,34 @@ class _Evaluations:
         self._run = run
 
     def __call__(self, *args, **kwargs):
-        self._run.begin_evaluation()
-        return self._model(*args, **kwargs)
+        run = self._run
+        run.begin_evaluation()
+        try:
+            return self._model(*args, **kwargs)
+        finally:
+            if run.steps_by_evaluation:
+                run.state.on_step_end(run.evaluations)
+            run.evaluations += 1
 
     def __getattr__(self, name):
         return getattr(self._model, name)
 
 
 # timestep samplers that evaluate the model once per given timestep (A1111's UniPC runs
-# steps=len(timesteps) on a grid of its own); DDIM and PLMS step from one timestep to the next
+# steps=len(timesteps) on a grid of its own, and its corrector evaluates step i+1's point before
+# it calls back for step i); DDIM and PLMS step from one timestep to the next
 _STEP_PER_TIMESTEP = frozenset({"unipc"})
+
+
+def _funcname(sampler) -> str:
+    """The sampler function's name (A1111 keeps the function itself, or its name, in funcname)."""
+    fn = getattr(sampler, "funcname", None)
+    return fn if isinstance(fn, str) else getattr(fn, "__name__", "")
+
+
+def steps_by_evaluation(sampler) -> bool:
+    """Does each model evaluation of this sampler make a step of its own?"""
+    return _funcname(sampler) in _STEP_PER_TIMESTEP
 
 
 def _floats(values) -> list[float]:
@@ -131,8 +152,7 @@ def percent_to_timestep(percent: float, num_timesteps: int = 1000) -> float:
 
 def open_state(sd_model, sampler, cfg: DeepCacheConfig, depth: int, unet, kwargs) -> Optional[RunState]:
     """The RunState of one sampler call, or None when the sampler has no fixed schedule."""
-    funcname = getattr(sampler, "funcname", None)
-    schedule = run_schedule(kwargs, funcname if isinstance(funcname, str) else "")
+    schedule = run_schedule(kwargs, _funcname(sampler))
     if schedule is None:
         return None
     levels, axis = schedule
@@ -162,7 +182,8 @@ def wrap_sampler(sampler, open_run: Callable[[dict, object], Optional[SamplerRun
         host_callback = kwargs.get("callback")
 
         def callback(d):
-            run.state.on_callback(d["i"])
+            if not run.steps_by_evaluation:
+                run.state.on_callback(d["i"])
             if host_callback is not None:
                 return host_callback(d)
 

@@ -17,7 +17,7 @@ from ..core import ConfigError, NotAUNetError, describe_unet
 from . import params
 from .a1111_host import A1111Host, remove_live_patches
 from .forge_host import ForgeHost
-from .sampler_hook import SamplerRun, open_state, unwrap_sampler, wrap_sampler
+from .sampler_hook import SamplerRun, open_state, steps_by_evaluation, unwrap_sampler, wrap_sampler
 
 PREFIX = "[DeepCache]"
 JOB_ATTR = "_deepcache_job"
@@ -122,7 +122,8 @@ class Job:
                 name = getattr(getattr(sampler, "config", None), "name", "this")
                 self.off(f"the {name} sampler has no fixed step schedule", hires)
                 return None
-            run = SamplerRun(state, denoiser=model, label="hires pass" if hires else "base pass", host=host)
+            run = SamplerRun(state, denoiser=model, label="hires pass" if hires else "base pass", host=host,
+                             steps_by_evaluation=steps_by_evaluation(sampler))
             host.attach(run)
             ACTIVE.append(run)
             return run

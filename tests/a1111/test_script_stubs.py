@@ -169,6 +169,13 @@ def test_timestep_sampler_caches(sd15):
     assert (s.steps, s.full_steps, s.cached_steps) == (9, 3, 6)  # DDIM runs len(timesteps)-1 steps
 
 
+def test_unipc_counts_each_evaluation_as_a_step(sd15):
+    # its callbacks come one evaluation late: steps follow the evaluations, not the callbacks
+    p, out = E.generate(ext, sd15, E.script_args(interval=2), steps=4, sampler_name="UniPC")
+    (_, s), = p._deepcache_job.summaries
+    assert (s.steps, s.full_steps, s.cached_steps) == (4, 2, 2)
+
+
 def test_failure_falls_back_to_the_normal_forward(sd15, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("kaputt")

@@ -57,6 +57,24 @@ def ddim(model, x, timesteps, extra_args=None, callback=None, disable=None):
     return x
 
 
+def unipc(model, x, timesteps, extra_args=None, callback=None, disable=None):
+    """One evaluation per timestep, and the callback for step i only after step i+1's
+    evaluation (A1111's UniPC corrector); a plain Euler-like update stands in for its math."""
+    acp = model.inner_model.inner_model.alphas_cumprod
+    s_in = x.new_ones([x.shape[0]])
+    ts = [int(t) for t in reversed(timesteps)]
+    for i, t in enumerate(ts):
+        e_t = model(x, float(t) * s_in, **extra_args)
+        if i > 0 and callback is not None:
+            callback({"x": x, "i": i - 1, "sigma": 0, "sigma_hat": 0, "denoised": x})
+        a_t, a_prev = acp[t], acp[ts[i + 1]] if i + 1 < len(ts) else acp.new_tensor(1.0)
+        pred_x0 = (x - (1 - a_t).sqrt() * e_t) / a_t.sqrt()
+        x = a_prev.sqrt() * pred_x0 + (1 - a_prev).sqrt() * e_t
+    if callback is not None:
+        callback({"x": x, "i": len(ts) - 1, "sigma": 0, "sigma_hat": 0, "denoised": x})
+    return x
+
+
 class CompVisDenoiser:
     """eps-prediction k-diffusion wrapper: sigma -> t, c_in scaling."""
 
@@ -121,6 +139,8 @@ class CFGDenoiser(torch.nn.Module):
 class Sampler:
     def __init__(self, func, sd_model, timesteps=False):
         self.func = func
+        # A1111 keeps the function itself for timestep samplers, its name for k-diffusion ones
+        self.funcname = func if timesteps else func.__name__
         self.timesteps = timesteps
         self.model_wrap = (CompVisTimestepsDenoiser if timesteps else CompVisDenoiser)(sd_model)
         self.model_wrap_cfg = CFGDenoiser(self, timesteps)
@@ -192,6 +212,7 @@ SAMPLERS = {
     "Heun": (sample_heun, False, {"second_order": True}),
     "DPM adaptive": (sample_dpm_adaptive, False, {}),
     "DDIM": (ddim, True, {}),
+    "UniPC": (unipc, True, {}),
 }
 
 
