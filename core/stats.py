@@ -25,7 +25,7 @@ class Measured:
 
 
 class _CudaSpan:
-    __slots__ = ("start", "end")
+    __slots__ = ("stream", "start", "end")
 
     def __init__(self, device):
         self.stream = torch.cuda.current_stream(device)
