@@ -75,7 +75,13 @@ def call_unet(open: Callable[[], Call], host: Callable[[], torch.Tensor],
     the shallow branch on call.deep when it is set, else the whole U-Net, whose deep feature
     is stored (returned, or handed to call.store on the way). `passthrough`: exception
     types that are not failures (interrupts)."""
-    call = open()
+    try:
+        call = open()
+    except passthrough:
+        raise
+    except Exception as e:  # DeepCache's own bookkeeping failed: the host answers this call
+        _say_once(f"{type(e).__name__}: {e}")
+        return host()
     deep = None
     if call.mode is Mode.PASSTHROUGH:
         out = host()
@@ -87,5 +93,20 @@ def call_unet(open: Callable[[], Call], host: Callable[[], torch.Tensor],
         except Exception as e:  # the cache must never break the user's run
             turn_off(call, f"{type(e).__name__}: {e}")
             out = host()
-    close_call(call, deep)
+    try:
+        close_call(call, deep)
+    except Exception as e:  # the output stands; the run goes on without DeepCache
+        if call.run is not None:
+            call.run.disable(f"{type(e).__name__}: {e}")
+        _say_once(f"{type(e).__name__}: {e}")
     return out
+
+
+_said: set = set()
+
+
+def _say_once(reason: str) -> None:
+    """A failure of the bookkeeping itself, where no run may be at hand to remember it."""
+    if reason not in _said:
+        _said.add(reason)
+        log.warning("DeepCache: %s; the normal U-Net answers", reason)

@@ -82,6 +82,29 @@ def test_an_error_turns_deepcache_off_once_and_the_host_answers():
     assert len([m for m in records.messages if "kaputt" in m]) == 1
 
 
+def test_a_failure_of_the_bookkeeping_itself_never_breaks_the_call():
+    f, records = Forwards(), Records()
+
+    def broken_open():
+        raise AttributeError("no stream")
+
+    def broken_stop(*args):
+        raise RuntimeError("clock gone")
+
+    logging.getLogger("DeepCache").addHandler(records)
+    try:
+        outs = [call_unet(broken_open, f.host, f.forward) for _ in range(2)]
+        run = new_run()
+        run.begin_evaluation()
+        run.times.stop = broken_stop
+        assert torch.equal(one_call(run, f), torch.ones(1))  # the full output stands
+    finally:
+        logging.getLogger("DeepCache").removeHandler(records)
+    assert all(torch.equal(o, torch.zeros(1)) for o in outs) and f.seen == ["host", "host", "full"]
+    assert len([m for m in records.messages if "no stream" in m]) == 1
+    assert "clock gone" in run.disabled_reason
+
+
 def test_interrupts_pass_through():
     class Interrupted(Exception):
         pass
