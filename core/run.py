@@ -8,6 +8,7 @@ reads a device tensor while the sampler runs.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from dataclasses import dataclass
 from typing import Hashable, Optional, Sequence
@@ -16,6 +17,8 @@ from .config import DeepCacheConfig
 from .schedule import StepKind, plan_run
 from .stats import CallTimes, Measured
 from .store import RunCache
+
+log = logging.getLogger("DeepCache")
 
 
 class Mode(str, enum.Enum):
@@ -147,8 +150,15 @@ class RunState:
         steps = len(self._step_modes)
         return RunSummary(steps=steps, full_steps=steps - cached, cached_steps=cached,
                           full_calls=self.full_calls, cached_calls=self.cached_calls,
-                          extra_calls=self.extra_calls, measured=self.times.measure() if measure else None,
+                          extra_calls=self.extra_calls, measured=self._measure() if measure else None,
                           disabled_reason=self.disabled_reason)
+
+    def _measure(self) -> Optional[Measured]:
+        try:
+            return self.times.measure()
+        except Exception as e:  # the timing is a report: it never fails the user's run
+            log.warning("DeepCache: could not read this run's timings (%s: %s)", type(e).__name__, e)
+            return None
 
     def close(self) -> RunSummary:
         """End of the run: read the timings once, free the features. Idempotent."""

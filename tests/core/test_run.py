@@ -182,3 +182,17 @@ def test_summary_reports_measured_unet_time():
     assert f"U-Net x{m.speedup:.2f} measured" in s.text()
     assert s.full_calls + s.cached_calls == 9 and [k for k in sampler.plan] == [
         StepKind.REFRESH, StepKind.CACHED, StepKind.CACHED] * 3
+
+
+def test_timings_that_cannot_be_read_leave_the_summary_without_a_speedup():
+    run = new_run()
+    run.begin_evaluation()
+    run.decide(["c"])
+
+    def unreadable():
+        raise RuntimeError("events of another device")
+
+    run.times.measure = unreadable
+    s = run.close()
+    assert s.measured is None and s.full_steps == 1 and "measured" not in s.text()
+    assert run.cache.closed  # the features are freed all the same
