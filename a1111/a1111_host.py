@@ -13,18 +13,11 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from ..core import StandIns, call_unet
-from ..core.call import open_call
+from ..core import StandIns, call_unet, open_call
 from .sampler_hook import SamplerRun
 
 # patches on a U-Net right now; removed at the next job start whatever happened
 LIVE_PATCHES: set = set()
-
-
-def _interrupts() -> tuple:
-    common = sys.modules.get("modules.sd_samplers_common")
-    exc = getattr(common, "InterruptedException", None)
-    return (exc,) if isinstance(exc, type) else ()
 
 
 class LdmPatch:
@@ -38,7 +31,6 @@ class LdmPatch:
         self.stand_ins = StandIns(unet, branch)
         self.original = None
         self.replaced = None  # an extension's instance forward under ours (ControlNet's), put back after
-        self.interrupts = _interrupts()
 
     def install(self) -> None:
         self.original = self.unet.forward  # what the U-Net would run now (ours shadows it)
@@ -64,14 +56,14 @@ class LdmPatch:
             return host()
         if self.sd_model is not None and getattr(self.sd_model, "sd_checkpoint_info", None) is not self.checkpoint:
             state.disable("the refiner switched checkpoints")
-        keys = run.keys(["row"] * x.shape[0], x.shape[1:])
 
         def forward(call):  # the deep feature is stored on the way (a hook in the host's forward)
             if call.deep is not None:
                 return self.stand_ins.cached(host, x, call.deep), None
             return self.stand_ins.full(host, x, call.store), None
 
-        return call_unet(lambda: open_call(state, keys, x), host, forward, passthrough=self.interrupts)
+        # A1111's InterruptedException is a BaseException: it passes call_unet's fallback by itself
+        return call_unet(lambda: open_call(state, run.keys(["row"] * x.shape[0], x.shape[1:]), x), host, forward)
 
 
 def remove_live_patches() -> int:

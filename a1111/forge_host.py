@@ -14,8 +14,7 @@ from typing import Optional
 
 import torch
 
-from ..core import BlockOps, call_unet, unet_forward
-from ..core.call import open_call
+from ..core import BlockOps, call_unet, open_call, unet_forward
 from .sampler_hook import SamplerRun
 
 _KNOWN = ("c_crossattn", "c_concat", "control", "control_model", "transformer_options", "y")
@@ -78,15 +77,16 @@ class ForgeWrapper:
         if run is None or not run.evaluating or set(c) - set(_KNOWN):
             return host()  # no run, or inputs this forward would not pass on
         roles = ["cond" if k == 0 else "uncond" for k in args.get("cond_or_uncond", [])] or ["row"]
-        keys = None
-        if x.shape[0] % len(roles) == 0:
-            keys = run.keys(roles, (x.shape[0] // len(roles),) + tuple(x.shape[1:]))
-        kmodel = apply_model.__self__
+
+        def keys():
+            if x.shape[0] % len(roles):
+                return None
+            return run.keys(roles, (x.shape[0] // len(roles),) + tuple(x.shape[1:]))
 
         def forward(call):
-            return self._apply(kmodel, x, t, c, call)
+            return self._apply(apply_model.__self__, x, t, c, call)
 
-        return call_unet(lambda: open_call(run.state, keys, x), host, forward)
+        return call_unet(lambda: open_call(run.state, keys(), x), host, forward)
 
     def _apply(self, kmodel, x, sigma, c, call):
         dtype = kmodel.computation_dtype

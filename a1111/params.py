@@ -55,7 +55,7 @@ class Param:
 
     @property
     def is_int(self) -> bool:
-        return self.step == 1
+        return self.core is not None and self.core.is_int
 
     @property
     def setting_label(self) -> str:
@@ -149,14 +149,10 @@ def choices_from_values(v: dict) -> Choices:
 
 
 # -- the image's parameters -----------------------------------------------------------------
-_CONFIG_FIELD = {"interval": "interval", "branch": "branch", "schedule": "schedule", "start": "start_percent",
-                 "end": "end_percent", "hr_interval": "interval", "hr_start": "start_percent"}
-
-
 def infotext(cfg: DeepCacheConfig, hires: bool) -> str:
     """'interval 3, branch 0, schedule uniform, start 0.00, end 1.00' (hires: its own rows)."""
     rows = [p for p in PARAMS if p.token and p.hires == hires]
-    return ", ".join(f"{p.token} {p.fmt(getattr(cfg, _CONFIG_FIELD[p.name]))}" for p in rows)
+    return ", ".join(f"{p.token} {p.fmt(getattr(cfg, p.core.name))}" for p in rows)  # core rows name the field
 
 
 def off_note(reason: str) -> str:

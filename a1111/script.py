@@ -153,10 +153,15 @@ class Job:
             return
         self._said.add(message)
         if say:
-            log(message)
-            if hasattr(self.p, "comment"):
-                self.p.comment(message)
+            say_off(self.p, message)
         note_off(self.p, reason, hires)
+
+
+def say_off(p, message: str) -> None:
+    """The console and the note under the image."""
+    log(message)
+    if hasattr(p, "comment"):
+        p.comment(message)
 
 
 def note_off(p, reason: str, hires: bool = False) -> None:
@@ -219,10 +224,7 @@ class DeepCacheScript(scripts.Script):
                 return
             choices = params.choices_from_values(values)
         except ConfigError as e:
-            message = f"DeepCache is off for this generation: {e}"
-            log(message)
-            if hasattr(p, "comment"):
-                p.comment(message)
+            say_off(p, f"DeepCache is off for this generation: {e}")
             note_off(p, str(e))
             return
         job = Job(p, choices)

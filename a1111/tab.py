@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from ..core import ConfigError, DeepCacheConfig, LdmOps, describe_unet
-from ..core.cost import architecture_costs, estimated_speedup
+from ..core.cost import architecture_costs, estimated_speedup, speedup_from_counts
 from ..core.schedule import StepKind, plan_run
 from . import params
 from .a1111_host import lowvram
@@ -76,7 +76,7 @@ def render(steps, interval, branch, schedule, start, end, unet=None, size=512, f
              f"{steps} steps: **{full} full** (F, and - outside start/end), **{cached} cached** (c)."]
     fraction = None if unet is None else cached_fraction(unet, config.branch, size, forge)
     if fraction is not None:
-        ideal = steps / (full + cached * fraction)
+        ideal = speedup_from_counts(full, cached, fraction)
         lines.append(f"On the loaded model at {size}×{size}, a cached step costs {fraction:.0%} of a full one: "
                      f"ideal U-Net speed-up ×{ideal:.2f} (uniform interval {config.interval} alone: "
                      f"×{estimated_speedup(config.interval, fraction):.2f}).")
