@@ -11,15 +11,23 @@ with full-size SD1.5 architecture and random weights, measured two ways:
 from __future__ import annotations
 
 import importlib.util
-import math
 import statistics
 import sys
 
 import torch
 
-from .common import ROOT, fill_random, interleaved_times
+from .common import ROOT, fill_random, interleaved_times, sibling
 
 PACKAGE = "deepcache_plugin"
+INTERVAL = 3  # the DeepCache node's cache_interval in the whole runs here and in bench/compile (branch 0)
+
+
+def run_ceiling(steps: int, cached_fraction: float):
+    """The FLOP ceiling of a whole run of `steps` steps at INTERVAL: its refresh steps (core.refresh_steps)
+    full calls, the others cached ones costing cached_fraction of a full call (core.cost.speedup_from_counts)."""
+    core = sibling("core")
+    refresh = len(core.refresh_steps(core.DeepCacheConfig(interval=INTERVAL), steps))
+    return sibling("core.cost").speedup_from_counts(refresh, steps - refresh, cached_fraction)
 
 
 def import_comfy(path: str):
@@ -90,7 +98,7 @@ def run(comfyui_path: str, repeats: int, side: int = 32, steps: int = 9, cfg: fl
         baseline_fn=lambda: unet(x, t, ctx, None, None, {}))
 
     # whole runs: KSampler's path, the plain model vs the node's patched clone
-    patched = DeepCacheNode.execute(patcher, cache_interval=3, cache_branch=0, start_percent=0.0,
+    patched = DeepCacheNode.execute(patcher, cache_interval=INTERVAL, cache_branch=0, start_percent=0.0,
                                     end_percent=1.0, schedule="uniform").result[0]
     off = DeepCacheNode.execute(patcher, cache_interval=1, cache_branch=0, start_percent=0.0,
                                 end_percent=1.0, schedule="uniform").result[0]
@@ -109,11 +117,8 @@ def run(comfyui_path: str, repeats: int, side: int = 32, steps: int = 9, cfg: fl
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = statistics.median(a / b for a, b in zip(times["plain"], times["node_interval3"]))
     over = statistics.median(a / b for a, b in zip(times["node_interval1"], times["plain"])) - 1
-    s0 = per_step["branches"]["0"]["intervals"]["3"]
-    # an N=3 run of `steps` steps: ceil(steps/3) refresh steps
-    refresh = math.ceil(steps / 3)
-    frac = per_step["branches"]["0"]["cached_over_full_flops"]
-    run_ceiling = steps / (refresh + (steps - refresh) * frac)
+    s0 = per_step["branches"]["0"]["intervals"][str(INTERVAL)]
+    ceiling = run_ceiling(steps, per_step["branches"]["0"]["cached_over_full_flops"])
     lines = [
         f"Per step, ComfyUI's UNetModel through the node's ComfyUNetOps, {side}x{side} latent, batch 1: "
         f"b=0, N=3 ×{s0['measured']:.2f} / ceiling ×{s0['ceiling']:.2f} (efficiency {s0['efficiency']:.3f}); "
@@ -122,11 +127,11 @@ def run(comfyui_path: str, repeats: int, side: int = 32, steps: int = 9, cfg: fl
         f"Whole runs through `comfy.sample.sample` (KSampler's path; euler, {steps} steps, CFG {cfg}, "
         f"median of {len(times['plain'])} interleaved runs): plain model {med['plain']:.2f} s, DeepCache node "
         f"(interval 3, branch 0) {med['node_interval3']:.2f} s: **×{ratio:.2f}** (FLOP ceiling for this run "
-        f"×{run_ceiling:.2f}, efficiency {ratio / run_ceiling:.3f}); node at interval 1: "
+        f"×{ceiling:.2f}, efficiency {ratio / ceiling:.3f}); node at interval 1: "
         f"{100 * over:+.2f} % next to the plain model.",
     ]
     for line in lines:
         log("    " + line)
-    return dict(per_step=per_step, runs=dict(seconds=times, median=med, speedup=ratio, ceiling=run_ceiling,
-                                             efficiency=ratio / run_ceiling, overhead_interval1=over,
+    return dict(per_step=per_step, runs=dict(seconds=times, median=med, speedup=ratio, ceiling=ceiling,
+                                             efficiency=ratio / ceiling, overhead_interval1=over,
                                              steps=steps, cfg=cfg, side=side), lines=lines)

@@ -31,11 +31,15 @@ FIGURES = os.path.join(ROOT, "docs", "figures")
 @torch.no_grad()
 def fill_random(module: torch.nn.Module, seed: int = 0) -> None:
     """Fan-in scaled random weights, unit norms, zero biases: ComfyUI's layers skip
-    weight init, and a random U-Net needs a trained net's scale to stay finite."""
-    gen = torch.Generator().manual_seed(seed)
+    weight init, and a random U-Net needs a trained net's scale to stay finite.
+    Drawn on the parameters' own device, one generator per device (SDXL has 2.6e9 of them)."""
+    gens = {}
     for name, p in module.named_parameters():
         if p.ndim >= 2:
-            p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(math.prod(p.shape[1:])))
+            gen = gens.get(p.device)
+            if gen is None:
+                gen = gens[p.device] = torch.Generator(device=p.device).manual_seed(seed)
+            p.copy_(torch.randn(p.shape, generator=gen, device=p.device) / math.sqrt(math.prod(p.shape[1:])))
         elif name.endswith("weight"):
             p.fill_(1.0)
         else:
@@ -97,11 +101,15 @@ def command_line(module: str, argv) -> str:
     return " ".join(["python3 -m", module] + list(args))
 
 
-def write_json(name: str, data: dict) -> str:
+def write_json(name: str, data: dict, allow_nan: bool = True) -> str:
+    """data as JSON at name (under bench/results unless absolute), written atomically (a temporary file
+    beside it, then os.replace): a reader never sees half a file. Returns the path."""
     path = os.path.join(RESULTS, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1, default=str)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=str, allow_nan=allow_nan)
+    os.replace(tmp, path)
     return path
 
 

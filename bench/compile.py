@@ -35,7 +35,7 @@ def worker(args) -> int:
 
     import torch
 
-    from .comfy_speed import PACKAGE, import_comfy, load_plugin, sd15_patcher
+    from .comfy_speed import INTERVAL, PACKAGE, import_comfy, load_plugin, run_ceiling, sd15_patcher
     if args.attention == "pytorch":  # what ComfyUI picks on NVIDIA GPUs
         sys.path.insert(0, os.environ["COMFYUI_PATH"])
         import comfy.cli_args
@@ -49,7 +49,7 @@ def worker(args) -> int:
     torch.set_num_threads(args.threads)
 
     def deepcache(m):
-        return node.execute(m, cache_interval=3, cache_branch=0, start_percent=0.0, end_percent=1.0,
+        return node.execute(m, cache_interval=INTERVAL, cache_branch=0, start_percent=0.0, end_percent=1.0,
                             schedule="uniform").result[0]
 
     def compiled(m):
@@ -73,9 +73,7 @@ def worker(args) -> int:
     if args.worker != "baseline":
         routes = import_module(f"{PACKAGE}.nodes.routes")
         s = routes.arch_costs("sd15", args.side * 8, args.side * 8)["branches"][0]["cached_fraction"]
-        cost = import_module(f"{PACKAGE}.core.cost")
-        refresh = -(-args.steps // 3)
-        ceiling = cost.speedup_from_counts(refresh, args.steps - refresh, s)
+        ceiling = run_ceiling(args.steps, s)
     for line in sys.stdin:
         if line.strip() != "run":
             break

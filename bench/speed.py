@@ -38,7 +38,7 @@ DeepCacheConfig, describe_unet, shared_store, unet_forward = (
     _core.DeepCacheConfig, _core.describe_unet, _core.shared_store, _core.unet_forward)
 block_costs, branch_cost_fractions, estimated_speedup = (
     _cost.block_costs, _cost.branch_cost_fractions, _cost.estimated_speedup)
-LdmOps, call_unet, open_call = _core.LdmOps, _core.call_unet, sibling("core.call").open_call
+LdmOps, call_unet, open_call = _core.LdmOps, _core.call_unet, _core.open_call
 U = sibling("demo.unet")
 open_run = sibling("demo.sampling").open_run
 

@@ -22,7 +22,7 @@ from ._repo import sibling
 _core, _cost = sibling("core"), sibling("core.cost")
 DeepCacheConfig, Mode, RunState, StepKind = _core.DeepCacheConfig, _core.Mode, _core.RunState, _core.StepKind
 describe_unet, shared_store, unet_forward = _core.describe_unet, _core.shared_store, _core.unet_forward
-call_unet, LdmOps, open_call = _core.call_unet, _core.LdmOps, sibling("core.call").open_call
+call_unet, LdmOps, open_call = _core.call_unet, _core.LdmOps, _core.open_call
 block_costs, branch_cost_fractions, speedup_from_counts = (
     _cost.block_costs, _cost.branch_cost_fractions, _cost.speedup_from_counts)
 
@@ -32,11 +32,9 @@ class DeepCacheCall:
 
     run=None calls the U-Net's own forward (the baseline, no DeepCache code at all)."""
 
-    def __init__(self, unet, run: Optional[RunState], branch: int = 0):
+    def __init__(self, unet, run: Optional[RunState]):
         self.unet = unet
         self.run = run
-        self.branch = branch
-        self.depth = describe_unet(unet).depth
         self.modes: list[Mode] = []
 
     def __call__(self, x, timesteps, keys: Sequence[Hashable], context=None, y=None):
@@ -96,7 +94,7 @@ def sample_euler(unet, noise: torch.Tensor, labels: torch.Tensor, sigmas: torch.
     config=None: the baseline (the U-Net's own forward every step)."""
     t0 = time.perf_counter()
     run = open_run(unet, config, sigmas) if config is not None else None
-    call = DeepCacheCall(unet, run, config.branch if config is not None else 0)
+    call = DeepCacheCall(unet, run)
     null = torch.full_like(labels, null_label if null_label is not None else 0)
     try:
         x = noise * math.sqrt(1.0 + float(sigmas[0]) ** 2)

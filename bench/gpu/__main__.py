@@ -5,10 +5,7 @@ import sys
 from .cli import main
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
+    main()
     sys.stdout.flush()
     sys.stderr.flush()
     # inductor's compile workers may still run after a budget stop: end without waiting for them

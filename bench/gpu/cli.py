@@ -14,7 +14,7 @@ from . import __doc__ as DESCRIPTION
 from .budget import Alarm, BudgetExceeded
 from .forwards import MODES
 from .model import MODELS
-from .output import clean, gpu_machine, write
+from .output import gpu_machine, write
 from .phases import run_model_phase
 from .runs import Bench
 from .tables import first_deepcache_run, first_run_table, table
@@ -82,8 +82,7 @@ def main(argv=None) -> dict:
     def log(msg):
         print(f"[{time.strftime('%H:%M:%S')} {time.perf_counter() - start:6.1f}s] {msg}", flush=True)
 
-    bench = Bench(args, device, dtype, log)
-    bench.t0 = start
+    bench = Bench(args, device, dtype, log, start)
     results = dict(
         machine=gpu_machine(device), command=command_line("bench.gpu", argv), smoke=args.smoke,
         settings=dict(models=args.models, modes=args.modes, steps=args.steps, repeats=args.repeats,
@@ -109,8 +108,7 @@ def main(argv=None) -> dict:
                 want = [md for md in (("eager",) if kind == "eager" else ("compiled", "graphs")) if md in args.modes]
                 if not want:
                     continue
-                run_model_phase(bench, results, name, want)
-                write(args.out, clean(results))
+                run_model_phase(bench, results, name, want)  # writes the results after each mode it ran
         results["complete"] = not results["skipped"] and not any(
             r.get("skipped") for m in results["models"].values() for r in m["modes"].values())
     except BudgetExceeded:
@@ -121,8 +119,7 @@ def main(argv=None) -> dict:
         alarm.disarm()
     results["elapsed_s"] = time.perf_counter() - start
     results["first_deepcache_run"] = first_deepcache_run(results)
-    results = clean(results)
-    write(args.out, results)
+    results = write(args.out, results)
     print("\n" + results["table_md"] + "\n\n" + results["first_run_table_md"])
     if results["skipped"]:
         print("\nskipped: " + "; ".join(results["skipped"]))

@@ -2,7 +2,6 @@
 sigma schedule and their FLOP fractions S(b)."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -10,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..common import sibling
+from ..common import fill_random, sibling
 
 _core, _cost = sibling("core"), sibling("core.cost")
 LdmOps, describe_unet = _core.LdmOps, _core.describe_unet
@@ -26,28 +25,11 @@ MODELS = {
 }
 
 
-@torch.no_grad()
-def fill_random_(module: torch.nn.Module, seed: int = 0) -> None:
-    """bench.common.fill_random drawn on the parameters' own device (SDXL has 2.6e9 of them): fan-in scaled
-    normal weights, unit norm weights, zero biases."""
-    gens = {}
-    for name, p in module.named_parameters():
-        if p.ndim >= 2:
-            g = gens.get(p.device)
-            if g is None:
-                g = gens[p.device] = torch.Generator(device=p.device).manual_seed(seed)
-            p.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=g)
-        elif name.endswith("weight"):
-            p.fill_(1.0)
-        else:
-            p.zero_()
-
-
 def build_unet(arch: dict, device: torch.device, dtype: torch.dtype) -> U.UNetModel:
     with torch.device("meta"):
         unet = U.UNetModel(**arch)
     unet = unet.to_empty(device=device).to(dtype)
-    fill_random_(unet)
+    fill_random(unet)
     return unet.eval().requires_grad_(False)
 
 

@@ -1,14 +1,13 @@
 """The results file: the machine it ran on, NaN-safe JSON, the tables, written atomically."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
 
 import torch
 
-from ..common import machine
+from ..common import machine, write_json
 from .tables import first_run_table, table
 
 GIB = 2.0 ** 30
@@ -36,15 +35,14 @@ def gpu_machine(device) -> dict:
     return m
 
 
-def write(path: str, results: dict) -> None:
+def write(path: str, results: dict) -> dict:
+    """results, cleaned and with their tables, written to path (relative: to the working directory);
+    returns what was written. results itself is left as it is."""
+    results = clean(results)
     results["table_md"] = table(results)
     results["first_run_table_md"] = first_run_table(results)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1, default=str, allow_nan=False)
-    os.replace(tmp, path)
+    write_json(os.path.abspath(path), results, allow_nan=False)
+    return results
 
 
 def clean(obj):

@@ -8,7 +8,7 @@ import torch
 
 from .forwards import Forwards
 from .model import MODELS, Setup, make_setup
-from .output import clean, write
+from .output import write
 from .runs import Bench
 
 
@@ -64,7 +64,8 @@ def _model_phase(bench: Bench, results: dict, name: str, modes) -> None:
             vs = [v for v in variants if v.key in base_res] if base_fw.mode != "eager" else variants
             fw = Forwards(s, "graphs", device, base=base_fw)
             last = max((r["median_run_s"] for r in base_res.values()), default=1.0)
-            need = 3.0 * len({g for v in vs for g in v.graphs}) + 2 * len(vs) * last * (args.repeats + 1)
+            graphs = {g for v in vs for g in v.graphs}
+            need = bench.first_call_need(fw, graphs) + 2 * len(vs) * last * (args.repeats + 1)
             if bench.left() < need + bench.margin:
                 results["skipped"].append(f"{name} graphs: budget ({bench.left():.0f} s left, needs ~{need:.0f} s)")
                 log(f"skip {name} graphs: {bench.left():.0f} s left, needs about {need:.0f} s")
@@ -88,4 +89,4 @@ def _model_phase(bench: Bench, results: dict, name: str, modes) -> None:
         if mode == "compiled":
             res["backend"] = args.backend
         bench.run_mode(s, fw, vs, res)
-        write(args.out, clean(results))
+        write(args.out, results)

@@ -32,9 +32,10 @@ def _median(v):
 
 
 class Bench:
-    def __init__(self, args, device, dtype, log):
+    def __init__(self, args, device, dtype, log, t0: float):
+        """t0: the perf_counter time the budget counts from."""
         self.args, self.device, self.dtype, self.log = args, device, dtype, log
-        self.t0 = time.perf_counter()
+        self.t0 = t0
         self.variants = make_variants(args.intervals, args.branches)
         self.outputs: dict = {}      # (model, mode, variant key) -> final latent
         self.eager_base: dict = {}   # model -> eager baseline median run seconds
@@ -124,15 +125,14 @@ class Bench:
         steps = first["steps"]
         full_calls, cached_calls = first["full_calls"], first["cached_calls"]
         per_call = lambda key, n: _median([r[key] / n for r in rows if r[key] is not None]) if n else None
+        full_s, cached_s = per_call("full_s", full_calls), per_call("cached_s", cached_calls)
         out = dict(label=v.label, interval=v.interval, branch=v.branch, refresh_all=v.refresh_all,
                    timed_runs=len(timed), runs_s=[r["seconds"] for r in timed], median_run_s=med,
                    ms_per_step=1e3 * med / steps, first_run_s=first["wall_s"], first_graphs=run["first_graphs"],
                    first_call_s=run["first_call_s"], later_run_wall_s=_median([r["wall_s"] for r in timed]),
                    steps=steps, full_calls=full_calls, cached_calls=cached_calls, extra_calls=first["extra_calls"],
-                   full_ms_per_call=None if per_call("full_s", full_calls) is None
-                   else 1e3 * per_call("full_s", full_calls),
-                   cached_ms_per_call=None if per_call("cached_s", cached_calls) is None
-                   else 1e3 * per_call("cached_s", cached_calls),
+                   full_ms_per_call=None if full_s is None else 1e3 * full_s,
+                   cached_ms_per_call=None if cached_s is None else 1e3 * cached_s,
                    core_unet_speedup=_median([r["core_speedup"] for r in rows]),
                    disabled=first["disabled"] or next((r["disabled"] for r in timed if r["disabled"]), None),
                    peak_gib=None if first["peak_b"] is None else max(r["peak_b"] for r in rows) / GIB,
@@ -142,9 +142,7 @@ class Bench:
                    finite=bool(all(torch.isfinite(r["x"]).all() for r in [first] + timed)),
                    repeatable=bool(all(torch.equal(first["x"], r["x"]) for r in timed)))
         base_med = None if base is None else _median([r["seconds"] for r in (base["timed"] or [base["first"]])])
-        out["speedup"] = None if base_med is None or v.baseline else base_med / med
-        if v.baseline:
-            out["speedup"] = 1.0
+        out["speedup"] = 1.0 if v.baseline else None if base_med is None else base_med / med
         eager = self.eager_base.get(s.name)
         out["speedup_vs_eager_baseline"] = None if eager is None else eager / med
         frac = s.fractions[v.branch]

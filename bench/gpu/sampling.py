@@ -15,7 +15,7 @@ from .model import Setup
 
 _core = sibling("core")
 DeepCacheConfig, RunState, StepKind = _core.DeepCacheConfig, _core.RunState, _core.StepKind
-call_unet, open_call, shared_store = _core.call_unet, sibling("core.call").open_call, _core.shared_store
+call_unet, open_call, shared_store = _core.call_unet, _core.open_call, _core.shared_store
 
 
 @dataclass(frozen=True)
