@@ -22,10 +22,10 @@ from one_server_at_a_time import close_all  # noqa: E402  (tests/real_hosts: on 
 
 
 @pytest.fixture
-def fresh_host_state(monkeypatch):
+def fresh_host_state():
     """A clean stand-in web UI state for the test."""
     import a1111_harness
-    a1111_harness.reset_host_state(monkeypatch)
+    a1111_harness.reset_host_state()
 
 
 # -- the real-host suites ----------------------------------------------------------------------------
@@ -71,7 +71,6 @@ def pytest_runtest_makereport(item, call):
     if report.when == "call" and report.failed:
         funcargs = getattr(item, "funcargs", None) or {}
         server = getattr(funcargs.get("servers"), "current", None)
-        server = server or funcargs.get("api_server") or funcargs.get("ui_server")
         if server is not None:
             report.sections.append((f"{server.name} server console (tail, {server.log_path})",
                                     server.log_tail(server.report_tail)))

@@ -35,7 +35,6 @@ def test_cached_step_equals_official_module_output_caching(kind, branch):
     x1 = x0 + 0.1 * torch.randn_like(x0)
     t1 = t0 - 50
     expected = helper_style_cached_call(unet, branch, (x0, t0, c, y), (x1, t1, c, y))
-    stored = []
-    stored.append(unet_forward(LdmOps(unet, t0, c, y), x0, depth, branch)[1])
-    ours, _ = unet_forward(LdmOps(unet, t1, c, y), x1, depth, branch, deep=stored[0])
+    _, deep = unet_forward(LdmOps(unet, t0, c, y), x0, depth, branch)
+    ours, _ = unet_forward(LdmOps(unet, t1, c, y), x1, depth, branch, deep=deep)
     assert torch.equal(ours, expected)

@@ -51,9 +51,10 @@ def test_full_and_cached_calls_through_the_host_forward(kind, branch):
     stored = []
     full = stand_ins.full(lambda: unet(x, t, c, y), x, lambda h: stored.append(h.clone()))
     assert torch.equal(full, unet(x, t, c, y))  # a full call is the host's forward, unchanged
-    expected = []
-    expected.append(unet_forward(LdmOps(unet, t, c, y), x, depth, branch)[1])
-    assert torch.equal(stored[0], expected[0])  # the same deep feature as the core forward's
+    _, expected = unet_forward(LdmOps(unet, t, c, y), x, depth, branch)
+    assert torch.equal(stored[0], expected)  # the same deep feature as the core forward's
+    parts = ("input_blocks", "middle_block", "output_blocks")
+    before = {k: unet._modules[k] for k in parts}
     assert torch.equal(stand_ins.cached(lambda: unet(x, t, c, y), x, stored[0]), full)  # on its own feature
     ran = []
     hooks = [m.register_forward_hook(lambda m, a, o: ran.append(m)) for m in unet.modules()]
@@ -65,8 +66,8 @@ def test_full_and_cached_calls_through_the_host_forward(kind, branch):
                           atol=1e-5)
     skipped = list(unet.input_blocks[branch + 1:]) + [unet.middle_block] + list(unet.output_blocks[:depth - 1 - branch])
     assert not any(m in ran for s in skipped for m in s.modules())  # the deep path computed nothing
-    assert [unet._modules[k] for k in ("input_blocks", "middle_block", "output_blocks")] == [
-        unet.input_blocks, unet.middle_block, unet.output_blocks] and type(unet.middle_block).__name__ != "_Placeholder"
+    # the host's own modules are back after the cached calls
+    assert all(unet._modules[k] is before[k] for k in parts), {k: type(unet._modules[k]).__name__ for k in parts}
 
 
 @pytest.mark.parametrize("branch", [0, 3])
@@ -109,6 +110,6 @@ def test_a_forward_that_does_not_run_the_blocks_is_refused():
     with pytest.raises(UnsupportedForward, match="2 times"):
         stand_ins.cached(lambda: (unet(x, t, c), unet(x, t, c))[1], x, stored[0].clone())
     with pytest.raises(ZeroDivisionError):  # the host's own error, and the modules are back
-        stand_ins.cached(lambda: unet(x, t, c) / 0 if unet(x, t, c) is None else 1 / 0, x, stored[0].clone())
+        stand_ins.cached(lambda: (unet(x, t, c), 1 / 0), x, stored[0].clone())
     assert type(unet.middle_block).__name__ != "_Placeholder"
     assert all(type(b).__name__ != "_Spliced" for b in unet.output_blocks)

@@ -21,12 +21,17 @@ def test_not_a_unet_is_rejected_with_message():
 def test_full_forward_is_bit_identical_to_model_forward(kind):
     unet = tiny_unet(kind)
     x, t, c, y = inputs(kind)
+    depth, branch = len(unet.input_blocks), 2
+    # the deep feature: the input of output block L-1-b before the skip is concatenated, i.e. the
+    # output of the output block before it
+    seen = {}
+    hook = unet.output_blocks[depth - 2 - branch].register_forward_hook(lambda m, a, o: seen.update(h=o))
     ref = unet(x, t, c, y)
-    stored = []
-    out, deep = unet_forward(LdmOps(unet, t, c, y), x, len(unet.input_blocks), 2)
-    stored.append(deep)
+    hook.remove()
+    out, deep = unet_forward(LdmOps(unet, t, c, y), x, depth, branch)
     assert torch.equal(out, ref)
-    assert len(stored) == 1
+    assert deep is not None and deep.shape == seen["h"].shape, (None if deep is None else deep.shape, seen["h"].shape)
+    assert torch.equal(deep, seen["h"])
 
 
 @pytest.mark.parametrize("kind", ["sd15", "sdxl"])
@@ -36,10 +41,8 @@ def test_cached_step_on_own_feature_reproduces_full_output(kind, branch):
     unet = tiny_unet(kind)
     depth = len(unet.input_blocks)
     x, t, c, y = inputs(kind)
-    stored = []
     full, deep = unet_forward(LdmOps(unet, t, c, y), x, depth, branch)
-    stored.append(deep.clone())
-    cached, none = unet_forward(LdmOps(unet, t, c, y), x, depth, branch, deep=stored[0])
+    cached, none = unet_forward(LdmOps(unet, t, c, y), x, depth, branch, deep=deep.clone())
     assert none is None
     assert torch.equal(cached, full)
 
@@ -55,14 +58,13 @@ def test_cached_step_runs_only_the_shallow_branch(branch):
             b.register_forward_hook(lambda m, a, o, key=(name, i): ran.append(key))
     unet.middle_block.register_forward_hook(lambda m, a, o: ran.append(("mid", 0)))
     x, t, c, _ = inputs()
-    stored = []
-    stored.append(unet_forward(LdmOps(unet, t, c), x, depth, branch)[1])
+    _, deep = unet_forward(LdmOps(unet, t, c), x, depth, branch)
     assert len(ran) == 2 * depth + 1
     ran.clear()
-    unet_forward(LdmOps(unet, t, c), x, depth, branch, deep=stored[0].clone())
+    unet_forward(LdmOps(unet, t, c), x, depth, branch, deep=deep.clone())
     assert ran == [("in", i) for i in range(branch + 1)] + [("out", i) for i in range(depth - 1 - branch, depth)]
     # the stored feature is the input of output block L-1-b: it has that level's shape
-    assert stored[0].shape[-1] == unet_forward_shape_at(unet, depth - 1 - branch, x, t, c)
+    assert deep.shape[-1] == unet_forward_shape_at(unet, depth - 1 - branch, x, t, c)
 
 
 def unet_forward_shape_at(unet, out_index, x, t, c):

@@ -241,21 +241,17 @@ def test_controlnet_output_residual_order_on_cached_step():
         seen[to["block"][1]] = hsp.clone()
         return h, hsp
 
-    def run(control, deep=None, store=None, branch=3):
+    def run(control, deep=None, branch=3):
+        """(output, deep feature) of the core forward through the ComfyUI ops."""
         to = {"patches": {"output_block_patch": [record]}}
-        ops = ComfyUNetOps(unet, t, ctx, None, control, to, {})
-        out, feature = unet_forward(ops, x, 12, branch, deep=deep)
-        if store is not None:
-            store(feature)
-        return out
+        return unet_forward(ComfyUNetOps(unet, t, ctx, None, control, to, {}), x, 12, branch, deep=deep)
 
-    stored = []
-    run(None, store=stored.append)
+    _, deep = run(None)
     plain = dict(seen)
     # entry k is for skip k (input-block order), the host pops from the end
     markers = {"output": [torch.full((1, plain[11 - k].shape[1], 1, 1), float(k + 1)) for k in range(12)]}
     seen.clear()
-    run(markers, deep=stored[0].clone())
+    run(markers, deep=deep.clone())
     for j in (8, 9, 10, 11):
         assert torch.allclose(seen[j] - plain[j], torch.full_like(plain[j], float(11 - j + 1))), j
 
@@ -277,12 +273,10 @@ def test_input_residuals_and_emb_patch_on_cached_step():
         emb_calls.append(to["original_shape"])
         return emb
 
-    def run(control, deep=None, store=None, branch=2):
+    def run(control, deep=None, branch=2):
+        """(output, deep feature) of the core forward through the ComfyUI ops."""
         to = {"patches": {"input_block_patch": [record], "emb_patch": [emb_patch]}}
-        out, feature = unet_forward(ComfyUNetOps(unet, t, ctx, None, control, to, {}), x, 12, branch, deep=deep)
-        if store is not None:
-            store(feature)
-        return out
+        return unet_forward(ComfyUNetOps(unet, t, ctx, None, control, to, {}), x, 12, branch, deep=deep)
 
     run(None)
     plain = dict(seen)
@@ -290,12 +284,11 @@ def test_input_residuals_and_emb_patch_on_cached_step():
     def markers():
         return {"input": [torch.full((1, plain[11 - k].shape[1], 1, 1), float(k + 1)) for k in range(12)]}
 
-    stored = []
     seen.clear()
-    run(markers(), store=stored.append)  # the full forward is the host's own (tested above)
+    _, deep = run(markers())  # the full forward is the host's own (tested above)
     full = dict(seen)
     seen.clear()
-    run(markers(), deep=stored[0].clone())
+    run(markers(), deep=deep.clone())
     assert sorted(seen) == [0, 1, 2]
     assert torch.allclose(full[0] - plain[0], torch.full_like(plain[0], 12.0))  # block 0 pops the last entry
     for i in (0, 1, 2):

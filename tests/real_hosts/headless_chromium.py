@@ -31,20 +31,14 @@ def browser_skip_reason() -> str | None:
 def open_page(url: str, width: int, height: int, stacks=False):
     """A page at url, once its DOM has loaded. What goes wrong on it is collected: page.errors (console
     errors; uncaught exceptions as "pageerror: ...", with their JS stack when stacks is true),
-    page.warnings (console warnings), page.failed (responses of status 400 and up, failed requests)."""
+    page.failed (responses of status 400 and up, failed requests)."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.errors, page.warnings, page.failed = [], [], []
-
-            def on_console(msg):
-                if msg.type == "error":
-                    page.errors.append(msg.text)
-                elif msg.type == "warning":
-                    page.warnings.append(msg.text)
-            page.on("console", on_console)
+            page.errors, page.failed = [], []
+            page.on("console", lambda msg: msg.type == "error" and page.errors.append(msg.text))
             page.on("pageerror", lambda e: page.errors.append(f"pageerror: {e}" + (f"\n{e.stack}" if stacks else "")))
             page.on("response", lambda r: r.status >= 400 and page.failed.append(f"{r.status} {r.url}"))
             page.on("requestfailed", lambda r: page.failed.append(f"failed {r.url} {r.failure}"))

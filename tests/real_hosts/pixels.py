@@ -9,8 +9,13 @@ import numpy as np
 
 def decode_image(b64: str):
     """A base64 PNG (a data: URL too) as an RGB array."""
+    return decode_image_bytes(base64.b64decode(b64.split(",", 1)[-1]))
+
+
+def decode_image_bytes(data: bytes):
+    """A PNG file's bytes (as a web UI serves the image) as an RGB array."""
     from PIL import Image
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64.split(",", 1)[-1]))).convert("RGB"))
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def encode_image(arr) -> str:
@@ -30,6 +35,13 @@ def png_text(b64: str, key: str) -> str | None:
 def mad(a, b) -> float:
     """Mean absolute pixel difference (0..255)."""
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
+
+
+def assert_same(a, b, what):
+    """The same pixels: fails with how many differ, and by how much at most."""
+    assert a.shape == b.shape, f"{what}: shapes {a.shape} != {b.shape}"
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert (diff == 0).all(), f"{what}: {np.count_nonzero(diff.max(axis=2))} pixels differ, max {diff.max()}"
 
 
 def control_image(size=64):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from headless_chromium import open_page
 from pixels import decode_image, png_text
-from server_process import ServerProcess
+from server_process import ServerProcess, host_python
 
 CONTROLNET_MODEL = "control_random_sd15"  # the random SD1.5 ControlNet of tests/a1111/make_controlnet.py
 SUMMARY_RE = re.compile(r"\[DeepCache\] DeepCache: (\d+) full / (\d+) cached steps([^\n]*)")
@@ -86,26 +86,43 @@ class Result:
 
 class SdWebUIServer(ServerProcess):
     """launch.py on a free port, API only (mode "api": --nowebui) or with the gradio UI (mode "ui").
-    A subclass gives its host's name, its launch.py arguments (args), its environment (env) and what it
-    writes before the start (prepare)."""
+    A subclass gives its host's name, the prefix of its environment variables (env_prefix: <prefix>_PATH,
+    _PYTHON, _ENV_SH, _THREADS, _EXTRA_ARGS, _LOG_TAIL), its own launch.py arguments (host_args) and what it
+    writes before the start (prepare). `controlnet` is what the suite hands its servers for the ControlNet
+    (a folder or a file, the host's say), or None."""
 
     host = "web UI"
-    report_tail = 4000  # characters of the console a failed test's report gets
+    env_prefix = ""
 
-    def __init__(self, mode: str, webui: Path):
+    def __init__(self, mode: str, controlnet=None):
         assert mode in ("api", "ui")
         super().__init__(f"deepcache-{self.host.lower()}-{mode}-")
         self.mode = mode
         self.name = f"{self.host} ({mode})"
-        self.webui = webui
+        self.webui = Path(self.var("PATH")).resolve()
+        self.controlnet = controlnet
         self.cache: dict = {}
         self.lock = threading.Lock()
 
+    def var(self, name: str, default=None):
+        """The host's environment variable <env_prefix>_<name>."""
+        return os.environ.get(f"{self.env_prefix}_{name}", default)
+
+    @property
+    def report_tail(self) -> int:
+        """Characters of the console a failed test's report gets (<prefix>_LOG_TAIL, default 4000)."""
+        return int(self.var("LOG_TAIL", "4000"))
+
     def args(self) -> list[str]:
+        """The host's Python, launch.py, host_args(), --nowebui in API mode, then <prefix>_EXTRA_ARGS."""
+        return ([host_python(self.var("PYTHON"), self.webui), "launch.py", *self.host_args()]
+                + (["--nowebui"] if self.mode == "api" else []) + shlex.split(self.var("EXTRA_ARGS", "")))
+
+    def host_args(self) -> list[str]:
         raise NotImplementedError
 
     def env(self) -> dict:
-        raise NotImplementedError
+        return webui_env(self.var("ENV_SH") or self.webui.parent / "env.sh", self.var("THREADS", "1"))
 
     def prepare(self):
         pass

@@ -35,7 +35,7 @@ class HTTPError(AssertionError):
 
     def __init__(self, status, body, log_tail):
         super().__init__(f"HTTP {status}: {body[:2000]}\n--- server log (tail) ---\n{log_tail}")
-        self.status, self.body = status, body
+        self.status = status
 
 
 class ServerProcess:

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from pathlib import Path
 
-from sd_webui import SdWebUIServer, webui_env, webui_page, webui_skip_reason
-from server_process import host_python
+from sd_webui import SdWebUIServer, webui_skip_reason
 
 A1111_PATH = os.environ.get("A1111_PATH")
 CONTROLNET_EXT = "sd-webui-controlnet"
@@ -44,34 +42,24 @@ def controlnet_installed() -> bool:
 
 class A1111Server(SdWebUIServer):
     """A1111's launch.py on the CPU in full precision, its settings and UI config in self.tmp; the checkpoint
-    of A1111_CKPT, and the ControlNet folder when the suite wrote one."""
+    of A1111_CKPT, and the ControlNet folder (controlnet) when the suite wrote one."""
 
     host = "A1111"
-    report_tail = int(os.environ.get("A1111_LOG_TAIL", "4000"))
+    env_prefix = "A1111"
 
-    def __init__(self, mode: str, controlnet_dir: str | None = None):
-        super().__init__(mode, webui())
-        self.controlnet_dir = controlnet_dir
-
-    def args(self) -> list[str]:
-        a = [host_python(os.environ.get("A1111_PYTHON"), self.webui), "launch.py", "--skip-prepare-environment",
+    def host_args(self) -> list[str]:
+        a = ["--skip-prepare-environment",
              "--skip-torch-cuda-test", "--use-cpu", "all", "--no-half", "--no-half-vae", "--precision", "full",
              "--skip-version-check", "--do-not-download-clip", "--disable-safe-unpickle",
              "--server-name", "127.0.0.1", "--api",
              "--port", str(self.port), "--ui-settings-file", str(self.tmp / "config.json"),
              "--ui-config-file", str(self.tmp / "ui-config.json"), "--no-prompt-history"]
-        if self.mode == "api":
-            a.append("--nowebui")
-        ckpt = os.environ.get("A1111_CKPT") or self.webui / "models" / "Stable-diffusion" / "random_sd15.safetensors"
+        ckpt = self.var("CKPT") or self.webui / "models" / "Stable-diffusion" / "random_sd15.safetensors"
         if Path(ckpt).exists():
             a += ["--ckpt", str(ckpt)]
-        if self.controlnet_dir:
-            a += ["--controlnet-dir", self.controlnet_dir]
-        return a + shlex.split(os.environ.get("A1111_EXTRA_ARGS", ""))
-
-    def env(self) -> dict:
-        return webui_env(os.environ.get("A1111_ENV_SH") or self.webui.parent / "env.sh",
-                         os.environ.get("A1111_THREADS", "1"))
+        if self.controlnet:
+            a += ["--controlnet-dir", self.controlnet]
+        return a
 
     def prepare(self):
         # nothing of the tests is written into the webui folder: own settings, no saved images
@@ -99,7 +87,3 @@ class A1111Server(SdWebUIServer):
 def payload(**overrides) -> dict:
     return {**BASE, **overrides}
 
-
-def browser_page(server: A1111Server, path="/"):
-    """The server's gradio UI in headless Chromium, 1400x1000; console errors in page.errors."""
-    return webui_page(server, path, width=1400, height=1000)

@@ -5,19 +5,15 @@ Images are 64x64, 5 steps, seed 1234 (a1111_server.BASE); "the plain image" is t
 without DeepCache. Exactness is checked on the decoded PNG pixels.
 """
 import re
-import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import payload, skip_reason  # noqa: E402
-from pixels import encode_image, mad  # noqa: E402
-from sd_webui import deepcache_args, param_entry  # noqa: E402
+from a1111_server import payload, skip_reason
+from pixels import encode_image, mad
+from sd_webui import deepcache_args, param_entry
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 

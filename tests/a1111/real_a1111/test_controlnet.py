@@ -5,47 +5,41 @@ The runs are made once per module, in this order: a warm-up (ControlNet + DeepCa
 which also loads the ControlNet model), ControlNet alone, ControlNet + DeepCache interval 3, ...;
 the two timed runs are both warm.
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import controlnet_installed, skip_reason  # noqa: E402
-from pixels import control_image, encode_image, mad  # noqa: E402
-from sd_webui import controlnet_model, controlnet_unit, deepcache_args, param_entry  # noqa: E402
+from a1111_server import controlnet_installed, skip_reason
+from pixels import control_image, encode_image, mad
+from sd_webui import controlnet_model, controlnet_unit, deepcache_args, param_entry
 
 reason = skip_reason() or (None if controlnet_installed() else "sd-webui-controlnet is not installed in A1111_PATH")
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 class Runs:
+    """The module's generations by name; each runs once (the server's request cache keeps its result)."""
+
     def __init__(self, server):
         self.server = server
         self.model = controlnet_model(server)
         self.image = encode_image(control_image())
-        self.done: dict = {}
 
     def unit(self, **overrides):
         return controlnet_unit("none", self.model, self.image, **overrides)
 
     def get(self, name):
-        if name not in self.done:
-            recipes = {
-                "warmup_dc1": lambda: {**self.unit(), **deepcache_args(interval=1)},
-                "cn": lambda: self.unit(),
-                "cn_dc3": lambda: {**self.unit(), **deepcache_args(interval=3)},
-                "dc3": lambda: deepcache_args(interval=3),
-                "cn_late_dc20": lambda: {**self.unit(guidance_start=0.3), **deepcache_args(interval=20)},
-                "cn_late_w0_dc20": lambda: {**self.unit(guidance_start=0.3, weight=0.0),
-                                            **deepcache_args(interval=20)},
-                "dc20": lambda: deepcache_args(interval=20),
-            }
-            if name == "cn" and "warmup_dc1" not in self.done:
-                self.get("warmup_dc1")  # load the ControlNet model before the timed run
-            self.done[name] = self.server.txt2img(cache=True, alwayson_scripts=recipes[name]())
-        return self.done[name]
+        recipes = {
+            "warmup_dc1": lambda: {**self.unit(), **deepcache_args(interval=1)},
+            "cn": lambda: self.unit(),
+            "cn_dc3": lambda: {**self.unit(), **deepcache_args(interval=3)},
+            "dc3": lambda: deepcache_args(interval=3),
+            "cn_late_dc20": lambda: {**self.unit(guidance_start=0.3), **deepcache_args(interval=20)},
+            "cn_late_w0_dc20": lambda: {**self.unit(guidance_start=0.3, weight=0.0),
+                                        **deepcache_args(interval=20)},
+            "dc20": lambda: deepcache_args(interval=20),
+        }
+        if name == "cn":
+            self.get("warmup_dc1")  # load the ControlNet model before the timed run (a no-op once it ran)
+        return self.server.txt2img(cache=True, alwayson_scripts=recipes[name]())
 
 
 @pytest.fixture(scope="module")

@@ -3,27 +3,15 @@ pasting generation parameters back into the DeepCache accordion, and the DeepCac
 
 Screenshots go to DEEPCACHE_FIGURES (default: pytest's tmp_path).
 """
-import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import browser_page, skip_reason  # noqa: E402
-from headless_chromium import browser_skip_reason  # noqa: E402
-from sd_webui import deepcache_args  # noqa: E402
+from a1111_server import skip_reason
+from headless_chromium import browser_skip_reason
+from sd_webui import deepcache_args, webui_page
 
 reason = skip_reason() or browser_skip_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
-
-
-@pytest.fixture(scope="module")
-def figures(tmp_path_factory):
-    d = Path(os.environ.get("DEEPCACHE_FIGURES") or tmp_path_factory.mktemp("a1111-figures"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def exactly(text):
@@ -76,7 +64,7 @@ def test_paste_parameters_into_the_accordion(ui_server, figures):
                              denoising_strength=0.5, alwayson_scripts=deepcache_args(**settings))
     assert "DeepCache" in made.infotext, made.infotext
     plain = ui_server.plain().infotext
-    with browser_page(ui_server) as page:
+    with webui_page(ui_server) as page:
         acc = accordion(page)
         initial = read_controls(page, acc)
         assert initial["enabled"] is False and initial["interval"] == 3, initial
@@ -94,7 +82,7 @@ def test_paste_parameters_into_the_accordion(ui_server, figures):
 
 
 def test_speed_test_tab(ui_server, figures):
-    with browser_page(ui_server) as page:
+    with webui_page(ui_server) as page:
         page.locator("#tabs > .tab-nav button", has_text=exactly("DeepCache")).click()
         tab = page.locator("#tab_deepcache")
         tab.wait_for(state="visible", timeout=30_000)

@@ -3,15 +3,10 @@ server modes: --nowebui (the API builds the scripts' UI itself) and with the gra
 
 The axis index is what /sdapi/v1/script-info offers in the X type dropdown, as an API user finds it.
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from a1111_server import skip_reason  # noqa: E402
-from server_process import HTTPError  # noqa: E402
+from a1111_server import skip_reason
+from server_process import HTTPError
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
 

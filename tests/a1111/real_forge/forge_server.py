@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
-from sd_webui import SdWebUIServer, webui_env, webui_page, webui_skip_reason
+from sd_webui import SdWebUIServer, webui_page, webui_skip_reason
 from server_process import host_python
 
 FORGE_PATH = os.environ.get("FORGE_PATH")
@@ -95,28 +94,16 @@ class ForgeServer(SdWebUIServer):
     the stop; server.log stays."""
 
     host = "Forge"
-    report_tail = int(os.environ.get("FORGE_LOG_TAIL", "4000"))
+    env_prefix = "FORGE"
 
-    def __init__(self, mode: str, controlnet_file: Path | None = None):
-        super().__init__(mode, webui())
-        self.controlnet_file = controlnet_file
-
-    def args(self) -> list[str]:
-        a = [forge_python(), "launch.py",
-             # launch.py would pip-install and git-clone at start (offline: fails); the build did it
-             "--skip-prepare-environment", "--skip-install", "--skip-version-check",
-             "--skip-torch-cuda-test", "--always-cpu",
-             "--server-name", "127.0.0.1", "--port", str(self.port), "--api",
-             "--data-dir", str(self.tmp / "data"),
-             # gradio serves only the data dir by default: the webui's own js/css would be 403
-             "--gradio-allowed-path", str(self.webui)]
-        if self.mode == "api":
-            a.append("--nowebui")
-        return a + shlex.split(os.environ.get("FORGE_EXTRA_ARGS", ""))
-
-    def env(self) -> dict:
-        return webui_env(os.environ.get("FORGE_ENV_SH") or self.webui.parent / "env.sh",
-                         os.environ.get("FORGE_THREADS", "1"))
+    def host_args(self) -> list[str]:
+        # launch.py would pip-install and git-clone at start (offline: fails); the build did it
+        return ["--skip-prepare-environment", "--skip-install", "--skip-version-check",
+                "--skip-torch-cuda-test", "--always-cpu",
+                "--server-name", "127.0.0.1", "--port", str(self.port), "--api",
+                "--data-dir", str(self.tmp / "data"),
+                # gradio serves only the data dir by default: the webui's own js/css would be 403
+                "--gradio-allowed-path", str(self.webui)]
 
     def prepare(self):
         """The data dir: links to this extension, the checkpoint and the ControlNet; settings without saving."""
@@ -126,8 +113,8 @@ class ForgeServer(SdWebUIServer):
         (data / "extensions" / EXTENSION_NAME).symlink_to(extension_dir())
         ckpt = checkpoint()
         (data / "models" / "Stable-diffusion" / ckpt.name).symlink_to(ckpt)
-        if self.controlnet_file is not None:
-            (data / "models" / "ControlNet" / self.controlnet_file.name).symlink_to(self.controlnet_file)
+        if self.controlnet is not None:
+            (data / "models" / "ControlNet" / self.controlnet.name).symlink_to(self.controlnet)
         out = str(data / "outputs")
         settings = {"samples_save": False, "grid_save": False, "save_to_dirs": False,
                     "outdir_samples": out, "outdir_grids": out, "outdir_save": out, "outdir_init_images": out,

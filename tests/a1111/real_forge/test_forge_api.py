@@ -4,24 +4,13 @@ Interval 1 must give exactly the image of DeepCache off (same seed, PNG pixels c
 must give a finite, different image and print the per-pass summary line on the console; a bad
 setting must not fail the generation and must say why DeepCache is off in the image's parameters.
 """
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forge_server import HIRES, skip_reason  # noqa: E402
-from pixels import encode_image, mad  # noqa: E402
-from sd_webui import deepcache_args, deepcache_settings  # noqa: E402
+from forge_server import HIRES, skip_reason
+from pixels import assert_same, encode_image, mad
+from sd_webui import deepcache_args, deepcache_settings
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
-
-
-def assert_same(a, b, what):
-    assert a.shape == b.shape, f"{what}: shapes {a.shape} != {b.shape}"
-    diff = np.abs(a.astype(int) - b.astype(int))
-    assert (diff == 0).all(), f"{what}: {np.count_nonzero(diff.max(axis=2))} pixels differ, max {diff.max()}"
 
 
 def assert_sane_and_different(img, ref, what):
@@ -50,7 +39,6 @@ def test_script_listed(api_server):
     for tab in ("txt2img", "img2img"):
         assert "deepcache" in scripts[tab], f"DeepCache is not among the {tab} scripts: {scripts[tab]}"
     log = api_server.server_log()
-    assert "Error loading script: deepcache" not in log.lower(), log[-3000:]
     for line in log.splitlines():
         if "error loading script" in line.lower():
             assert "deepcache" not in line.lower(), line

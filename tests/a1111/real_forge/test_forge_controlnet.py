@@ -5,16 +5,10 @@ Forge's ControlNet does not replace the U-Net forward: it is a patch on the Unet
 residuals reach the U-Net through c['control']. DeepCache stays on with it and must add the
 residuals of the blocks that run on cached steps, so ControlNet changes cached steps too.
 """
-import sys
-from pathlib import Path
-
-import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forge_server import builtin_controlnet_installed, skip_reason  # noqa: E402
-from pixels import control_image, encode_image, mad  # noqa: E402
-from sd_webui import controlnet_model, controlnet_unit, deepcache_args, deepcache_settings  # noqa: E402
+from forge_server import builtin_controlnet_installed, skip_reason
+from pixels import assert_same, control_image, encode_image, mad
+from sd_webui import controlnet_model, controlnet_unit, deepcache_args, deepcache_settings
 
 reason = skip_reason() or (None if builtin_controlnet_installed()
                            else "FORGE_PATH has no extensions-builtin/sd_forge_controlnet")
@@ -39,9 +33,7 @@ def test_controlnet_changes_the_image(api_server, cn):
 def test_interval1_with_controlnet_is_exact(api_server, cn):
     with_cn = api_server.txt2img(cn())
     both = api_server.txt2img({**cn(), **deepcache_args(interval=1)})
-    a, b = both.image, with_cn.image
-    diff = np.abs(a.astype(int) - b.astype(int))
-    assert (diff == 0).all(), f"ControlNet + interval 1 differs from ControlNet alone: max {diff.max()}"
+    assert_same(both.image, with_cn.image, "ControlNet + interval 1 vs ControlNet alone")
     entry = deepcache_settings(both.infotext)
     assert entry is None or (entry.get("interval") == 1 and entry["off"] is None), both.infotext
 

@@ -2,30 +2,19 @@
 
 Screenshots go to DEEPCACHE_FIGURES (default: pytest's tmp_path).
 """
-import os
 import re
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forge_server import BASE, browser_page, skip_reason  # noqa: E402
-from headless_chromium import browser_skip_reason  # noqa: E402
-from pixels import decode_image  # noqa: E402
-from sd_webui import deepcache_args, deepcache_settings  # noqa: E402
+from forge_server import BASE, browser_page, skip_reason
+from headless_chromium import browser_skip_reason
+from pixels import decode_image_bytes
+from sd_webui import deepcache_args, deepcache_settings
 
 reason = skip_reason() or browser_skip_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
-
-
-def figures(tmp_path) -> Path:
-    d = Path(os.environ.get("DEEPCACHE_FIGURES") or tmp_path)
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def our_errors(page):
@@ -73,7 +62,7 @@ BASE_LABELS = ("Cache interval", "Cache branch", "Start percent", "End percent")
 HIRES_LABELS = ("Hires cache interval", "Hires start percent")
 
 
-def test_accordion_in_txt2img_and_img2img(ui_server, tmp_path):
+def test_accordion_in_txt2img_and_img2img(ui_server, figures):
     with browser_page(ui_server) as page:
         acc = accordion(page, "txt2img")
         checkbox = header_checkbox(page, acc)
@@ -87,7 +76,7 @@ def test_accordion_in_txt2img_and_img2img(ui_server, tmp_path):
         assert control(acc, "Also on the hires pass", "checkbox").is_visible()
         assert control(acc, "Cache interval").locator("input[type=number]").input_value() == "3"
         acc.scroll_into_view_if_needed()
-        page.screenshot(path=str(figures(tmp_path) / "forge-txt2img-deepcache.png"), full_page=True)
+        page.screenshot(path=str(figures / "forge-txt2img-deepcache.png"), full_page=True)
 
         page.locator("#tab_img2img-button").click()
         acc2 = accordion(page, "img2img")
@@ -100,11 +89,11 @@ def test_accordion_in_txt2img_and_img2img(ui_server, tmp_path):
         for label in HIRES_LABELS:
             assert not control(acc2, label).is_visible(), label
         acc2.scroll_into_view_if_needed()
-        page.screenshot(path=str(figures(tmp_path) / "forge-img2img-deepcache.png"), full_page=True)
+        page.screenshot(path=str(figures / "forge-img2img-deepcache.png"), full_page=True)
         assert not our_errors(page), our_errors(page)
 
 
-def test_generate_from_the_ui(ui_server, tmp_path):
+def test_generate_from_the_ui(ui_server, figures):
     """Prompt, size, steps, seed typed in; the accordion opened (DeepCache on) and interval 3 set;
     Generate. The generation info names DeepCache, the console has the summary line, and the
     picture is the one the API makes with the same settings."""
@@ -126,7 +115,7 @@ def test_generate_from_the_ui(ui_server, tmp_path):
             "() => (document.querySelector('#html_info_txt2img')?.innerText || '').includes('Steps:')",
             timeout=600_000)
         info = page.locator("#html_info_txt2img").inner_text()
-        page.screenshot(path=str(figures(tmp_path) / "forge-txt2img-generated.png"), full_page=True)
+        page.screenshot(path=str(figures / "forge-txt2img-generated.png"), full_page=True)
         src = page.locator("#txt2img_gallery img").first.get_attribute("src")
         assert not our_errors(page), our_errors(page)
     time.sleep(0.5)
@@ -137,13 +126,13 @@ def test_generate_from_the_ui(ui_server, tmp_path):
     assert "Traceback" not in log, log[-4000:]
 
     url = src if src.startswith("http") else ui_server.url + "/" + src.lstrip("/")
-    ui_image = decode_image(__import__("base64").b64encode(urllib.request.urlopen(url, timeout=60).read()).decode())
+    ui_image = decode_image_bytes(urllib.request.urlopen(url, timeout=60).read())
     api = ui_server.txt2img(deepcache_args(interval=3), sampler_name=sampler)
     assert api.image.shape == ui_image.shape
     assert np.array_equal(api.image, ui_image), "the UI's image differs from the API's with the same settings"
 
 
-def test_deepcache_tab_preview_and_speed_test(ui_server, tmp_path):
+def test_deepcache_tab_preview_and_speed_test(ui_server, figures):
     """The DeepCache tab: the schedule preview of the defaults (20 steps, interval 3), then the
     speed test at its smallest size (256 px) with 3 steps: two images and both times, no error."""
     with browser_page(ui_server) as page:
@@ -168,7 +157,7 @@ def test_deepcache_tab_preview_and_speed_test(ui_server, tmp_path):
             "document.querySelector('#tab_deepcache')?.innerText.split('Run speed test')[1] || '')",
             timeout=600_000)
         page.wait_for_timeout(1000)
-        page.screenshot(path=str(figures(tmp_path) / "forge-deepcache-tab.png"), full_page=True)
+        page.screenshot(path=str(figures / "forge-deepcache-tab.png"), full_page=True)
         report = tab.inner_text().split("Run speed test", 1)[1]
         images = tab.locator("img").count()
         errors = our_errors(page)

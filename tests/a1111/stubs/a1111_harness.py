@@ -2,7 +2,6 @@
 the small U-Nets and generations the tests use."""
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ def load_extension():
     return module
 
 
-def reset_host_state(monkeypatch):
+def reset_host_state():
     """A clean web UI state per test."""
     from modules import shared
     shared.state.interrupted, shared.state.interrupt_at = False, None
@@ -80,9 +79,3 @@ def generate(ext, sd_model, args=None, *, img2img=False, **kw):
         runner.alwayson_scripts.append(script)
         p.scripts, p.script_args = runner, list(args)
     return p, processing.process_images(p)
-
-
-def install_stubs():
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:
-        sys.path.insert(0, here)

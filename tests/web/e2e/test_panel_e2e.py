@@ -117,13 +117,6 @@ def server():
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def figures(tmp_path_factory):
-    d = Path(os.environ.get("DEEPCACHE_FIGURES") or tmp_path_factory.mktemp("figures"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def test_panel_end_to_end(server, figures):
     info = server.request("/object_info/CheckpointLoaderSimple", timeout=60)
     ckpts = info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
